@@ -1,0 +1,65 @@
+"""`python -m musika_tf VERB`: argument parsing only; every verb calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import config
+
+
+def _build_data(args: argparse.Namespace) -> None:
+    import os
+
+    from .data import datasets
+
+    root = args.out or os.path.join(datasets.data_root(), args.name)
+    summary = datasets.build_embedded(args.name, root, minutes=args.minutes, seed=args.seed)
+    print(summary)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(config.preset_from_args(args), out_dir=args.out, minutes=args.minutes, seed=args.seed)
+
+
+def _show_preset(args: argparse.Namespace) -> None:
+    print(json.dumps(config.preset_from_args(args).to_dict(), indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m musika_tf",
+                                     description="musika-tf: fast infinite waveform music generation")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("build-data", help="synthesise an embedded data set (no downloads)")
+    p.add_argument("name", choices=("maestro", "techno"),
+                   help="maestro: piano scores in MAESTRO v3 layout; techno: procedural tracks with tempo")
+    p.add_argument("--out", default=None, help="destination folder (default: $MUSIKA_DATA/NAME or data/NAME)")
+    p.add_argument("--minutes", type=float, default=None, help="total audio to synthesise (default: demo size)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same data set)")
+    p.set_defaults(func=_build_data)
+
+    p = verbs.add_parser("demo", help="build the embedded data and run the pipeline end to end")
+    p.add_argument("--out", default="demo_out", help="folder for the demo's WAV and PNG outputs")
+    p.add_argument("--minutes", type=float, default=None, help="size of each embedded data set")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the data sets")
+    config.add_preset_arguments(p, groups=("audio",))
+    p.set_defaults(func=_demo)
+
+    p = verbs.add_parser("preset", help="print a preset (with overrides) as JSON")
+    config.add_preset_arguments(p)
+    p.set_defaults(func=_show_preset)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

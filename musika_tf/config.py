@@ -1,0 +1,328 @@
+"""Dataclass presets: the one place where every model, audio and training number lives.
+
+A `Preset` bundles four groups (audio front end, autoencoder, latent GAN, training). Named presets:
+
+- ``musika44``: the later 44.1 kHz reference release (default).
+- ``paper22``: the 22.05 kHz version described in the ISMIR 2022 paper.
+- ``piano``: paper variant with the paper's piano second stage (4096 samples per latent, 32-d latents,
+  generator half-window of 64 latents).
+- ``techno``: paper variant with the paper's techno second stage (2048 samples per latent, 64-d).
+- ``tiny``: the 44.1 kHz structure with narrow layers, for tests and CPU demos.
+
+Every field is reachable from the command line (`add_preset_arguments`), and a preset is saved as
+JSON beside every checkpoint (`save_preset` / `load_preset`) so a model always reloads with the
+configuration it was trained with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+VARIANTS = ("v44", "v22")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field carrying its own `--help` text."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults (presets are immutable)")
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Audio front end (reference sections 1.2-1.5)."""
+
+    sample_rate: int = _f(44100, "audio sample rate in Hz; every input file is resampled to it")
+    hop: int = _f(256, "STFT hop in samples; window = FFT size = 4*hop")
+    mu: float = _f(-25.0, "log-magnitude normalisation offset in dB: S = (dB - mu) / sigma")
+    sigma: float = _f(75.0, "log-magnitude normalisation scale in dB")
+    mel_bins: int = _f(256, "mel bands of display spectrograms (PNG previews)")
+    display_hop: int = _f(512, "STFT hop of display spectrograms (v44: 2*hop, v22: hop)")
+
+    @property
+    def n_fft(self) -> int:
+        """FFT size = window length in samples."""
+        return 4 * self.hop
+
+    @property
+    def bins(self) -> int:
+        """Frequency bins of the analysis STFT (n_fft/2 + 1)."""
+        return 2 * self.hop + 1
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Two-level autoencoder (reference section 2). Width tuples are read in layer order."""
+
+    variant: str = _f("v44", "network structure: v44 (44.1 kHz release) or v22 (paper)", choices=VARIANTS)
+    chunk_frames: int = _f(128, "STFT frames per encoder chunk (reference --shape)")
+    latent1_dim: int = _f(64, "first-level latent dims per STFT frame (v44 64, v22 128)")
+    latent_dim: int = _f(64, "second-level latent dims per audio channel (reference --latdepth)")
+    frames_per_latent: int = _f(16, "STFT frames per second-level latent (16 -> 4096 samples at hop 256)")
+    enc_widths: tuple = _f((1024, 1024, 1024, 1024, 1024), "ENC hidden widths (frame-wise convs)")
+    dec_widths: tuple = _f((768, 768, 512, 256), "DEC widths of the down path g0..g3 (v22: plus u4)")
+    enc2_widths: tuple = _f((256, 384, 384, 512, 512, 768, 768), "ENC2 hidden widths")
+    dec2_widths: tuple = _f((768, 640, 640, 512, 512, 384, 256), "DEC2 hidden widths")
+    batch_norm: bool = _f(False, "BatchNorm after every hidden AE conv (v22 True)")
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Latent GAN and coordinate system (reference section 4)."""
+
+    latlen: int = _f(256, "generator window in latents; two independent halves of latlen/2 each")
+    coorddepth: int = _f(64, "dims of the anchor part and of the style part of a coordinate vector")
+    base_channels: int = _f(128, "generator/critic width unit C (v44)")
+    small: bool = _f(False, "short-context v44 generator (reference --small; latlen 128)")
+    max_lat_len: int = _f(512, "length in latents of each stored training chunk")
+    cond: str = _f("none", "conditioning signal: none, density (note density) or tempo",
+                   choices=("none", "density", "tempo"))
+    critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping shared by all training stages."""
+
+    batch_size: int = _f(32, "batch size")
+    lr: float = _f(1e-4, "Adam learning rate (generator and critic)")
+    beta1: float = _f(0.5, "Adam beta1")
+    beta2: float = _f(0.999, "Adam beta2")
+    gp_max_weight: float = _f(10.0, "maximum adaptive R1 weight (v44) / gradient-penalty weight (v22)")
+    ema_decay: float = _f(0.999, "decay of the generator's exponential moving average")
+    steps: int = _f(2_000_000, "total optimisation steps")
+    save_every: int = _f(10_000, "steps between checkpoints and previews")
+    log_every: int = _f(20, "steps between progress-bar / TensorBoard updates")
+    mixed_precision: str = _f("auto", "auto (mixed_float16 on GPU, float32 on CPU), on or off",
+                              choices=("auto", "on", "off"))
+    xla: bool = _f(False, "XLA-compile the training step")
+    seed: int = _f(0, "random seed for initialisation and data order")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A complete configuration: the four groups plus the preset's name."""
+
+    name: str = "musika44"
+    audio: AudioConfig = AudioConfig()
+    ae: AutoencoderConfig = AutoencoderConfig()
+    gan: GANConfig = GANConfig()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def samples_per_latent(self) -> int:
+        """Audio samples per second-level latent (v44 4096, v22 2048)."""
+        return self.ae.frames_per_latent * self.audio.hop
+
+    @property
+    def latent_rate(self) -> float:
+        """Second-level latents per second of audio (Hz)."""
+        return self.audio.sample_rate / self.samples_per_latent
+
+    @property
+    def stereo_latent_dim(self) -> int:
+        """Width of the stereo latent vector [L || R] the GAN sees."""
+        return 2 * self.ae.latent_dim
+
+    @property
+    def chunk_samples(self) -> int:
+        """Samples covered by one encoder chunk's frames (hop * chunk_frames)."""
+        return self.audio.hop * self.ae.chunk_frames
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, **overrides: Any) -> "Preset":
+        """Return a copy with fields replaced by name (field names are unique across groups)."""
+        groups = {g.name: getattr(self, g.name) for g in fields(self) if g.name != "name"}
+        changes: dict[str, dict] = {k: {} for k in groups}
+        top: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if key == "name":
+                top["name"] = value
+                continue
+            group = FIELD_GROUP.get(key)
+            if group is None:
+                raise KeyError(f"unknown preset field {key!r}; known: {sorted(FIELD_GROUP)}")
+            changes[group][key] = _coerce(groups[group], key, value)
+        new_groups = {g: replace(groups[g], **c) if c else groups[g] for g, c in changes.items()}
+        return replace(self, **top, **new_groups)
+
+
+def _coerce(group: Any, key: str, value: Any) -> Any:
+    """Convert JSON/CLI values to the field's type (lists -> tuples)."""
+    current = getattr(group, key)
+    if isinstance(current, tuple):
+        return tuple(value)
+    if isinstance(current, bool):
+        return bool(value)
+    if isinstance(current, float):
+        return float(value)
+    if isinstance(current, int):
+        return int(value)
+    return value
+
+
+GROUPS = {"audio": AudioConfig, "ae": AutoencoderConfig, "gan": GANConfig, "train": TrainConfig}
+FIELD_GROUP = {f.name: g for g, cls in GROUPS.items() for f in fields(cls)}
+
+_V22_AE = dict(
+    variant="v22",
+    latent1_dim=128,
+    frames_per_latent=8,
+    enc_widths=(544, 576, 640, 704, 768),
+    dec_widths=(768, 512, 384, 320, 1280),
+    enc2_widths=(256, 512, 640, 640, 768, 768),
+    dec2_widths=(768, 768, 640, 512, 384),
+    batch_norm=True,
+)
+
+PRESETS: dict[str, Preset] = {}
+
+
+def _register(preset: Preset) -> Preset:
+    PRESETS[preset.name] = preset
+    return preset
+
+
+MUSIKA44 = _register(Preset(name="musika44"))
+PAPER22 = _register(
+    Preset(name="paper22").with_overrides(sample_rate=22050, display_hop=256, beta1=0.9, **_V22_AE)
+)
+TECHNO = _register(PAPER22.with_overrides(name="techno"))
+# The paper's piano second stage compresses 16 first-level frames (4096 samples) into 32 dims; its
+# generator's half-window is 64 latents (~11.9 s). 16-frame groups use the v44 ENC2/DEC2 layout.
+PIANO = _register(
+    PAPER22.with_overrides(
+        name="piano",
+        latent_dim=32,
+        frames_per_latent=16,
+        enc2_widths=(256, 384, 384, 512, 512, 768, 768),
+        dec2_widths=(768, 640, 640, 512, 512, 384, 256),
+        latlen=128,
+    )
+)
+TINY = _register(
+    MUSIKA44.with_overrides(
+        name="tiny",
+        sample_rate=22050,
+        latent1_dim=16,
+        latent_dim=16,
+        enc_widths=(64, 64),
+        dec_widths=(48, 48, 32, 32),
+        enc2_widths=(32, 32, 32, 48, 48, 64, 64),
+        dec2_widths=(64, 48, 48, 32, 32, 32, 32),
+        latlen=128,
+        small=True,
+        coorddepth=16,
+        base_channels=8,
+        max_lat_len=256,
+        batch_size=4,
+        steps=2000,
+        save_every=500,
+        log_every=10,
+    )
+)
+
+DEFAULT_PRESET = "musika44"
+
+
+def get_preset(name: str, **overrides: Any) -> Preset:
+    """Return the named preset, optionally with field overrides."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    return preset.with_overrides(**overrides) if overrides else preset
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON persistence
+
+PRESET_FILENAME = "preset.json"
+
+
+def preset_from_dict(data: dict) -> Preset:
+    """Inverse of `Preset.to_dict`; unknown keys are rejected, missing keys take defaults."""
+    groups = {}
+    for group, cls in GROUPS.items():
+        values = dict(data.get(group, {}))
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"preset group {group!r} has unknown fields {sorted(unknown)}")
+        groups[group] = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    return Preset(name=data.get("name", "custom"), **groups)
+
+
+def save_preset(preset: Preset, folder: str) -> str:
+    """Write `preset.json` into `folder` atomically; return its path."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, PRESET_FILENAME)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(preset.to_dict(), fh, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
+def load_preset(path: str) -> Preset:
+    """Read a preset from a `preset.json` file or from a folder that holds one."""
+    if os.path.isdir(path):
+        path = os.path.join(path, PRESET_FILENAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path}: no preset file; a checkpoint folder must contain {PRESET_FILENAME} "
+            "(written by training and export)"
+        )
+    with open(path) as fh:
+        return preset_from_dict(json.load(fh))
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: one flag per preset field
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_preset_arguments(parser: argparse.ArgumentParser, groups: tuple = tuple(GROUPS)) -> None:
+    """Add `--preset` plus one optional flag per field of the chosen groups (default: keep preset's)."""
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                        help=f"named configuration to start from (default {DEFAULT_PRESET})")
+    for group in groups:
+        arg_group = parser.add_argument_group(f"preset fields: {group}")
+        for f in fields(GROUPS[group]):
+            default = f.default
+            kw: dict[str, Any] = dict(dest=f.name, default=None,
+                                      help=f"{f.metadata.get('help', '')} (preset default: {default})")
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+            if isinstance(default, bool):
+                kw["type"] = _str2bool
+                kw["metavar"] = "BOOL"
+            elif isinstance(default, tuple):
+                kw["type"] = int
+                kw["nargs"] = "+"
+            else:
+                kw["type"] = type(default)
+            arg_group.add_argument(_flag(f.name), **kw)
+
+
+def preset_from_args(args: argparse.Namespace) -> Preset:
+    """Build the preset chosen by `--preset` with every flag the user gave applied on top."""
+    overrides = {k: getattr(args, k) for k in FIELD_GROUP if getattr(args, k, None) is not None}
+    return get_preset(args.preset, **overrides)
+
+
+def _str2bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
