@@ -1,0 +1,205 @@
+"""The one training loop every stage (ae1, ae2, gan) runs on.
+
+A stage is a `Trainer` subclass that owns its models, optimisers, data and `train_step`; this module
+owns everything around it: checkpoints (atomic, resumable, with the preset beside them), the NaN guard,
+tqdm progress with running losses, TensorBoard scalars and periodic previews.
+
+Checkpoints use `tf.train.CheckpointManager`: TensorFlow writes each checkpoint's files under
+temporary names and renames them, and only then atomically rewrites the `checkpoint` index file, so a
+crash mid-save leaves the previous checkpoint as the latest valid one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator
+
+import keras
+import tensorflow as tf
+from tqdm import tqdm
+
+from ..config import Preset, save_preset
+
+CHECKPOINT_DIR = "ckpt"
+LOG_DIR = "logs"
+PREVIEW_DIR = "previews"
+
+
+class NonFiniteTraining(RuntimeError):
+    """Training kept producing NaN/inf even after restoring the last good checkpoint."""
+
+
+def use_mixed_precision(preset: Preset) -> bool:
+    """True when the preset asks for it, or on `auto` when a GPU is visible."""
+    mode = preset.train.mixed_precision
+    if mode == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return mode == "on"
+
+
+def make_optimizer(preset: Preset, lr: float | None = None, mixed: bool = False):
+    """Adam with the preset's settings, wrapped for loss scaling under mixed precision."""
+    t = preset.train
+    opt = keras.optimizers.Adam(learning_rate=t.lr if lr is None else lr, beta_1=t.beta1,
+                                beta_2=t.beta2)
+    return keras.optimizers.LossScaleOptimizer(opt) if mixed else opt
+
+
+def all_finite(*tensors) -> tf.Tensor:
+    """Scalar bool: every element of every (possibly None) tensor is finite."""
+    checks = [tf.reduce_all(tf.math.is_finite(tf.cast(t, tf.float32))) for t in tensors
+              if t is not None]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+
+def apply_if_finite(optimizer, grads, variables, finite: tf.Tensor) -> None:
+    """Apply `grads` only when `finite`; otherwise leave weights and optimiser state untouched."""
+    def apply():
+        optimizer.apply_gradients(zip(grads, variables))
+        return tf.constant(True)
+
+    tf.cond(finite, apply, lambda: tf.constant(False))
+
+
+class Trainer:
+    """Base class of a training stage.
+
+    Subclasses set `name` and implement `models`, `optimizers`, `batches` and `train_step`;
+    `extra_state` and `preview` are optional. `train_step(batch)` must return a dict of scalar
+    losses plus a boolean `finite` and must not update anything when `finite` is False (use
+    `apply_if_finite`).
+    """
+
+    name = "stage"
+
+    def __init__(self, preset: Preset, run_dir: str):
+        self.preset = preset
+        self.run_dir = run_dir
+
+    def models(self) -> dict[str, keras.Model]:
+        raise NotImplementedError
+
+    def optimizers(self) -> dict:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, tf.Variable]:
+        return {}
+
+    def batches(self) -> Iterator:
+        raise NotImplementedError
+
+    def train_step(self, batch) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def build_optimizers(self) -> None:
+        """Create optimiser slots before the first step, so checkpoints can restore into them."""
+        for name, opt in self.optimizers().items():
+            opt.build(self.trainable_variables_for(name))
+
+    def trainable_variables_for(self, optimizer_name: str) -> list:
+        """The variables optimiser `optimizer_name` updates (default: the same-named model's)."""
+        return self.models()[optimizer_name].trainable_variables
+
+    def preview(self, out_dir: str) -> None:
+        """Write preview audio/images for the current weights into `out_dir` (optional)."""
+
+
+class RunningMeans:
+    """Means of logged scalars since the last `reset`."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, logs: dict) -> None:
+        for key, value in logs.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.count, 1) for k, v in self.sums.items()}
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
+
+
+def fit(trainer: Trainer, steps: int | None = None, resume: bool = True, progress: bool = True,
+        max_nan_steps: int = 5, preview: bool = True, max_to_keep: int = 3) -> dict[str, float]:
+    """Train `trainer` up to `steps` total steps (default: the preset's); return the last means.
+
+    Resumes from the latest checkpoint in `run_dir/ckpt` when `resume`. A step whose losses or
+    gradients are not finite changes nothing; after `max_nan_steps` such steps in a row the last
+    good checkpoint is restored (or, if it keeps failing after a restore, `NonFiniteTraining`).
+    """
+    preset = trainer.preset
+    steps = preset.train.steps if steps is None else steps
+    os.makedirs(trainer.run_dir, exist_ok=True)
+    save_preset(preset, trainer.run_dir)
+
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    trainer.build_optimizers()
+    checkpoint = tf.train.Checkpoint(step=step, **trainer.models(), **_prefixed(trainer.optimizers()),
+                                     **trainer.extra_state())
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(trainer.run_dir, CHECKPOINT_DIR),
+                                         max_to_keep=max_to_keep)
+    if resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        tqdm.write(f"resumed {trainer.name} from {manager.latest_checkpoint} (step {int(step)})")
+
+    step_fn = tf.function(trainer.train_step, jit_compile=preset.train.xla)
+    writer = tf.summary.create_file_writer(os.path.join(trainer.run_dir, LOG_DIR, trainer.name))
+    running, last = RunningMeans(), {}
+    nan_streak, restored_since_good = 0, False
+    batches = trainer.batches()
+    bar = tqdm(total=steps, initial=int(step), desc=trainer.name, unit="step", disable=not progress,
+               dynamic_ncols=True)
+    started = time.perf_counter()
+    while int(step) < steps:
+        logs = step_fn(next(batches))
+        if not bool(logs.pop("finite")):
+            nan_streak += 1
+            if nan_streak >= max_nan_steps:
+                restored_since_good = _recover(checkpoint, manager, restored_since_good, trainer.name)
+                nan_streak = 0
+            continue
+        nan_streak, restored_since_good = 0, False
+        step.assign_add(1)
+        bar.update(1)
+        running.add(logs)
+        current = int(step)
+        if current % preset.train.log_every == 0 or current == steps:
+            last = running.means()
+            elapsed = time.perf_counter() - started
+            last["sec_per_step"] = elapsed / max(running.count, 1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()})
+            with writer.as_default(step=current):
+                for key, value in last.items():
+                    tf.summary.scalar(key, value)
+            running.reset()
+            started = time.perf_counter()
+        if current % preset.train.save_every == 0 or current == steps:
+            manager.save(checkpoint_number=current)
+            if preview:
+                trainer.preview(os.path.join(trainer.run_dir, PREVIEW_DIR, f"step-{current:08d}"))
+    bar.close()
+    writer.flush()
+    return last
+
+
+def _prefixed(optimizers: dict) -> dict:
+    return {f"opt_{name}": opt for name, opt in optimizers.items()}
+
+
+def _recover(checkpoint, manager, restored_since_good: bool, name: str) -> bool:
+    """Restore the last good checkpoint after repeated non-finite steps."""
+    if restored_since_good or not manager.latest_checkpoint:
+        raise NonFiniteTraining(
+            f"{name}: losses or gradients stayed NaN/inf"
+            + (" after restoring the last checkpoint" if restored_since_good else
+               " and there is no checkpoint to restore yet")
+            + "; lower the learning rate (--lr) or check the data")
+    checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    tqdm.write(f"warning: {name}: repeated non-finite steps; restored {manager.latest_checkpoint}")
+    return True
+
