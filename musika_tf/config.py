@@ -82,6 +82,7 @@ class GANConfig:
     max_lat_len: int = _f(512, "length in latents of each stored training chunk")
     cond: str = _f("none", "conditioning signal: none, density (note density) or tempo",
                    choices=("none", "density", "tempo"))
+    density_bandwidth: float = _f(1.0, "density condition: std of the Gaussian onset kernel in seconds")
     critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
 
 
@@ -102,6 +103,14 @@ class TrainConfig:
                               choices=("auto", "on", "off"))
     xla: bool = _f(False, "XLA-compile the training step")
     seed: int = _f(0, "random seed for initialisation and data order")
+    phase1_steps: int = _f(200_000, "AE level 1: steps of phase 1 (L1 on log-magnitude) before "
+                           "phase 2 (magnitude+phase through the iSTFT, adversarial)")
+    lambda_rec: float = _f(10.0, "AE phase 2 / level 2: weight of the L1 log-magnitude reconstruction")
+    lambda_ms: float = _f(1.0, "AE phase 2 / level 2: weight of the multi-scale spectral distance")
+    ms_fft_sizes: tuple = _f((2048, 1024, 512, 256, 128),
+                             "FFT sizes of the multi-scale spectral distance (hop = size/4)")
+    spec_critic_widths: tuple = _f((64, 128, 256, 256, 512),
+                                   "AE spectrogram critic: channels of its stride-2 2-D conv stages")
 
 
 @dataclass(frozen=True)
@@ -224,6 +233,8 @@ TINY = _register(
         max_lat_len=256,
         batch_size=4,
         steps=2000,
+        phase1_steps=300,
+        spec_critic_widths=(8, 16, 16, 32),
         save_every=500,
         log_every=10,
     )

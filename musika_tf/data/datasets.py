@@ -212,5 +212,5 @@ def audio_dataset(items: list[AudioItem], sample_rate: int, summary: LoadSummary
     summary.loaded += len(paths)
     data = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string),
                                                tf.constant(codes, tf.int32)))
-    return data.map(lambda p, c: audio_lib.tf_load_audio(p, c, sample_rate),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+    # Sequential map: parallel tensorflow-io decodes were seen to return another file's samples.
+    return data.map(lambda p, c: audio_lib.tf_load_audio(p, c, sample_rate)).prefetch(2)

@@ -1,0 +1,296 @@
+"""Autoencoder training, both levels (paper section 3; the reference never released it).
+
+Stages and their run folders (``RUN/ae1/phase1``, ``RUN/ae1/phase2``, ``RUN/ae2``):
+
+- **ae1, phase 1**: ENC + DEC on log-magnitude chunks, loss ``L1(DEC_mag(ENC(s)), s)``.
+- **ae1, phase 2**: ENC frozen; DEC's magnitude and phase go through the iSTFT; the log-magnitude
+  ``s~`` is recomputed from that waveform. Critic (2-D, spectral norm, `spec_critic`) trained with the
+  hinge loss on ``s`` vs ``s~``; decoder loss ``-D(s~) + lambda_rec L1(s~, s) + lambda_ms L_ms``,
+  L_ms the multi-scale spectral distance between the waveforms (FFT sizes ``ms_fft_sizes``).
+- **ae2**: ENC2 + DEC2 on the frozen ENC's latents, decoded through the frozen DEC and the iSTFT;
+  losses as phase 2 plus ``lambda_rec L1(DEC2(ENC2(z)), z)`` on the first-level latents, with a
+  fresh critic judging the audio decoded through both decoders.
+
+Batches are mono waveform crops ``[B, crop]`` with ``crop = (chunk - 1) * hop + 4 * hop`` samples,
+i.e. exactly one encoder chunk of frames; both channels of the data are used (a random one per crop).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from .. import audio as audio_lib
+from .. import losses
+from ..autoencoder import Autoencoder
+from ..config import Preset
+from ..data.audio_cache import CachedAudio, crop_dataset, read_cached
+from ..layers import fold, unfold
+from ..spec_critic import build_spec_critic
+from . import loop
+
+
+def crop_samples(preset: Preset) -> int:
+    """Samples of one training crop: exactly ``chunk_frames`` STFT frames."""
+    return audio_lib.num_samples(preset.ae.chunk_frames, preset.audio.hop)
+
+
+def encoder_input(spec: tf.Tensor) -> tf.Tensor:
+    """``[B, frames, bins]`` -> ENC's ``[B, bins, frames, 1]`` (frequency x time image)."""
+    return tf.transpose(spec, [0, 2, 1])[..., None]
+
+
+def latest_checkpoint(run_dir: str) -> str:
+    path = tf.train.latest_checkpoint(os.path.join(run_dir, loop.CHECKPOINT_DIR))
+    if path is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint found; train that stage first")
+    return path
+
+
+def restore_models(run_dir: str, **models) -> str:
+    """Restore the named models (checkpoint keys) from the latest checkpoint of `run_dir`."""
+    path = latest_checkpoint(run_dir)
+    tf.train.Checkpoint(**models).restore(path).expect_partial()
+    return path
+
+
+class _AETrainer(loop.Trainer):
+    """Shared set-up: the autoencoder, crop batches, a preview excerpt, the waveform losses."""
+
+    def __init__(self, preset: Preset, run_dir: str, files: list[CachedAudio],
+                 preview_files: list[CachedAudio] | None = None):
+        super().__init__(preset, run_dir)
+        self.ae = Autoencoder.build(preset)
+        self.cfg = preset.audio
+        self.files = files
+        self.preview_audio = _preview_excerpt(preview_files or files, preset)
+        self.mixed = loop.use_mixed_precision(preset)
+
+    def batches(self):
+        t = self.preset.train
+        return iter(crop_dataset(self.files, crop_samples(self.preset), t.batch_size, t.seed))
+
+    # -- shared loss pieces -------------------------------------------------------------------
+
+    def waveform_losses(self, wave, spec, fake_wave, critic) -> dict:
+        """Losses of a decoded waveform ``fake_wave`` against the crop ``wave`` (both ``[B, crop]``)."""
+        t = self.preset.train
+        fake_spec = audio_lib.log_magnitude(fake_wave, self.cfg)
+        real_logits, fake_logits = critic(spec, training=True), critic(fake_spec, training=True)
+        d_real, d_fake = losses.hinge_critic(real_logits, fake_logits)
+        adv = losses.hinge_generator(fake_logits)
+        rec = losses.l1(fake_spec, spec)
+        ms = losses.multiscale_spectral_distance(wave, fake_wave, t.ms_fft_sizes)
+        return {"d_real": d_real, "d_fake": d_fake, "d_total": d_real + d_fake, "adv": adv,
+                "rec": rec, "ms": ms, "g_total": adv + t.lambda_rec * rec + t.lambda_ms * ms}
+
+    def adversarial_update(self, tape, logs: dict, gen_vars: list, critic, gen_opt, critic_opt):
+        """Simultaneous update of the decoder side and the critic from one forward pass (the
+        losses in `logs` must have been computed under `tape`)."""
+        d_total = logs["d_total"]
+        gen_grads = tape.gradient(logs["g_total"], gen_vars)
+        critic_grads = tape.gradient(d_total, critic.trainable_variables)
+        finite = loop.all_finite(logs["g_total"], d_total, *gen_grads, *critic_grads)
+        loop.apply_if_finite(gen_opt, gen_grads, gen_vars, finite)
+        loop.apply_if_finite(critic_opt, critic_grads, critic.trainable_variables, finite)
+        return finite
+
+    def reconstruct(self, audio: np.ndarray) -> np.ndarray:
+        """Stereo reconstruction of `audio` through this stage's path (for previews)."""
+        raise NotImplementedError
+
+    def preview(self, out_dir: str) -> None:
+        rebuilt = self.reconstruct(self.preview_audio)
+        original = self.preview_audio[: len(rebuilt)]
+        audio_lib.save_audio(os.path.join(out_dir, "original.wav"), original, self.cfg.sample_rate)
+        audio_lib.save_audio(os.path.join(out_dir, "reconstruction.wav"), rebuilt, self.cfg.sample_rate)
+        audio_lib.save_spectrogram_png(os.path.join(out_dir, "spectrogram.png"), [original, rebuilt],
+                                       self.cfg, titles=["original", "reconstruction"])
+
+
+def _preview_excerpt(files: list[CachedAudio], preset: Preset, seconds: float = 6.0) -> np.ndarray:
+    """A fixed stereo excerpt (from the middle of the longest file) used for previews."""
+    entry = max(files, key=lambda f: f.samples)
+    length = min(entry.samples, int(seconds * preset.audio.sample_rate))
+    return read_cached(entry, (entry.samples - length) // 2, length)
+
+
+class AE1Phase1Trainer(_AETrainer):
+    """Level 1, phase 1: L1 on log-magnitude chunks."""
+
+    name = "ae1_phase1"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opt = loop.make_optimizer(self.preset, mixed=self.mixed)
+
+    def models(self):
+        return {"enc": self.ae.encoder, "dec": self.ae.decoder}
+
+    def optimizers(self):
+        return {"ae": self.opt}
+
+    def trainable_variables_for(self, name):
+        return self.ae.encoder.trainable_variables + self.ae.decoder.trainable_variables
+
+    def train_step(self, wave):
+        spec = audio_lib.log_magnitude(wave, self.cfg)
+        variables = self.trainable_variables_for("ae")
+        with tf.GradientTape() as tape:
+            magnitude, _ = self.ae.decoder(self.ae.encoder(encoder_input(spec), training=True),
+                                           training=True)
+            loss = losses.l1(magnitude, spec)
+        grads = tape.gradient(loss, variables)
+        used = [(g, v) for g, v in zip(grads, variables) if g is not None]  # phase head unused
+        grads, used_vars = [g for g, _ in used], [v for _, v in used]
+        finite = loop.all_finite(loss, *grads)
+        loop.apply_if_finite(self.opt, grads, used_vars, finite)
+        return {"l1": loss, "finite": finite}
+
+    def reconstruct(self, audio):
+        spec = audio_lib.stereo_log_magnitude(audio, self.cfg).numpy()
+        magnitude, _ = self.ae.decode_level1(self.ae.encode_level1(spec))
+        phase = audio_lib.normalised_phase(tf.transpose(audio), self.cfg)  # true phase: no phase yet
+        return audio_lib.stereo_istft(magnitude, phase, self.cfg).numpy()
+
+
+class AE1Phase2Trainer(_AETrainer):
+    """Level 1, phase 2: frozen ENC; DEC magnitude+phase through the iSTFT, adversarial."""
+
+    name = "ae1_phase2"
+
+    def __init__(self, *args, init_from: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.critic = build_spec_critic(self.preset)
+        self.opt_dec = loop.make_optimizer(self.preset, mixed=self.mixed)
+        self.opt_critic = loop.make_optimizer(self.preset, mixed=self.mixed)
+        if init_from:
+            restore_models(init_from, enc=self.ae.encoder, dec=self.ae.decoder)
+
+    def models(self):
+        return {"enc": self.ae.encoder, "dec": self.ae.decoder, "critic": self.critic}
+
+    def optimizers(self):
+        return {"dec": self.opt_dec, "critic": self.opt_critic}
+
+    def train_step(self, wave):
+        spec = audio_lib.log_magnitude(wave, self.cfg)
+        z = self.ae.encoder(encoder_input(spec), training=False)
+        dec_vars = self.ae.decoder.trainable_variables
+        with tf.GradientTape(persistent=True) as tape:
+            magnitude, phase = self.ae.decoder(z, training=True)
+            fake_wave = audio_lib.istft(magnitude, phase, self.cfg)
+            logs = self.waveform_losses(wave, spec, fake_wave, self.critic)
+        finite = self.adversarial_update(tape, logs, dec_vars, self.critic, self.opt_dec,
+                                         self.opt_critic)
+        return {**logs, "finite": finite}
+
+    def reconstruct(self, audio):
+        spec = audio_lib.stereo_log_magnitude(audio, self.cfg).numpy()
+        magnitude, phase = self.ae.decode_level1(self.ae.encode_level1(spec))
+        return audio_lib.stereo_istft(magnitude, phase, self.cfg).numpy()
+
+
+class AE2Trainer(_AETrainer):
+    """Level 2: ENC2 + DEC2 on frozen first-level latents, judged through the frozen DEC."""
+
+    name = "ae2"
+
+    def __init__(self, *args, level1_run: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.critic = build_spec_critic(self.preset)
+        self.opt_ae2 = loop.make_optimizer(self.preset, mixed=self.mixed)
+        self.opt_critic = loop.make_optimizer(self.preset, mixed=self.mixed)
+        if level1_run:
+            restore_models(level1_run, enc=self.ae.encoder, dec=self.ae.decoder)
+
+    def models(self):
+        return {"enc": self.ae.encoder, "dec": self.ae.decoder, "enc2": self.ae.encoder2,
+                "dec2": self.ae.decoder2, "critic": self.critic}
+
+    def optimizers(self):
+        return {"ae2": self.opt_ae2, "critic": self.opt_critic}
+
+    def trainable_variables_for(self, name):
+        if name == "ae2":
+            return self.ae.encoder2.trainable_variables + self.ae.decoder2.trainable_variables
+        return super().trainable_variables_for(name)
+
+    def train_step(self, wave):
+        spec = audio_lib.log_magnitude(wave, self.cfg)
+        latent1 = unfold(self.ae.encoder(encoder_input(spec), training=False), 2)  # [B,1,chunk,D1]
+        ae2_vars = self.trainable_variables_for("ae2")
+        with tf.GradientTape(persistent=True) as tape:
+            latent1_hat = self.ae.decoder2(self.ae.encoder2(latent1, training=True), training=True)
+            magnitude, phase = self.ae.decoder(fold(latent1_hat, 2), training=False)
+            fake_wave = audio_lib.istft(magnitude, phase, self.cfg)
+            logs = self.waveform_losses(wave, spec, fake_wave, self.critic)
+            logs["latent_l1"] = losses.l1(latent1_hat, latent1)
+            logs["g_total"] = logs["g_total"] + self.preset.train.lambda_rec * logs["latent_l1"]
+        finite = self.adversarial_update(tape, logs, ae2_vars, self.critic, self.opt_ae2,
+                                         self.opt_critic)
+        return {**logs, "finite": finite}
+
+    def reconstruct(self, audio):
+        spec = audio_lib.stereo_log_magnitude(audio, self.cfg).numpy()
+        magnitude, phase = self.ae.decode_latents(self.ae.encode_frames(spec))
+        return audio_lib.stereo_istft(magnitude, phase, self.cfg).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def stage_dirs(run_dir: str) -> dict[str, str]:
+    """Run sub-folders of each autoencoder stage."""
+    return {"ae1_phase1": os.path.join(run_dir, "ae1", "phase1"),
+            "ae1_phase2": os.path.join(run_dir, "ae1", "phase2"),
+            "ae2": os.path.join(run_dir, "ae2")}
+
+
+def train_ae1(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int | None = None,
+              resume: bool = True, progress: bool = True, preview_files=None) -> dict:
+    """Level 1: phase 1 for ``phase1_steps`` steps, then phase 2 up to ``steps`` in total."""
+    total = preset.train.steps if steps is None else steps
+    phase1_steps = min(preset.train.phase1_steps, total)
+    dirs = stage_dirs(run_dir)
+    phase1 = AE1Phase1Trainer(preset, dirs["ae1_phase1"], files, preview_files)
+    logs = {"phase1": loop.fit(phase1, phase1_steps, resume=resume, progress=progress)}
+    if total > phase1_steps:
+        fresh = not (resume and tf.train.latest_checkpoint(
+            os.path.join(dirs["ae1_phase2"], loop.CHECKPOINT_DIR)))
+        phase2 = AE1Phase2Trainer(preset, dirs["ae1_phase2"], files, preview_files,
+                                  init_from=dirs["ae1_phase1"] if fresh else None)
+        logs["phase2"] = loop.fit(phase2, total - phase1_steps, resume=resume, progress=progress)
+    return logs
+
+
+def level1_dir(run_dir: str) -> str:
+    """The folder holding the final first-level weights (phase 2 if it ran, else phase 1)."""
+    dirs = stage_dirs(run_dir)
+    if tf.train.latest_checkpoint(os.path.join(dirs["ae1_phase2"], loop.CHECKPOINT_DIR)):
+        return dirs["ae1_phase2"]
+    return dirs["ae1_phase1"]
+
+
+def train_ae2(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int | None = None,
+              resume: bool = True, progress: bool = True, preview_files=None) -> dict:
+    """Level 2 on top of the trained level 1 of the same run."""
+    dirs = stage_dirs(run_dir)
+    fresh = not (resume and tf.train.latest_checkpoint(os.path.join(dirs["ae2"], loop.CHECKPOINT_DIR)))
+    trainer = AE2Trainer(preset, dirs["ae2"], files, preview_files,
+                         level1_run=level1_dir(run_dir) if fresh else None)
+    return loop.fit(trainer, steps, resume=resume, progress=progress)
+
+
+def load_trained_autoencoder(preset: Preset, run_dir: str) -> Autoencoder:
+    """The four networks of a run: level 2 from ``ae2``, level 1 from ae2's copy (or ae1)."""
+    ae = Autoencoder.build(preset)
+    dirs = stage_dirs(run_dir)
+    if tf.train.latest_checkpoint(os.path.join(dirs["ae2"], loop.CHECKPOINT_DIR)):
+        restore_models(dirs["ae2"], **ae.models)
+    else:
+        restore_models(level1_dir(run_dir), enc=ae.encoder, dec=ae.decoder)
+    return ae
