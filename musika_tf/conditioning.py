@@ -1,0 +1,268 @@
+"""Conditioning curves: note density (piano) and tempo (techno), one value per latent frame.
+
+A condition enters the generator and critic as one extra input channel along time
+(`gan.append_condition`), so every signal here is a float32 curve ``[num_frames]`` in [0, 1], one
+value per second-level latent (``preset.samples_per_latent`` samples each).
+
+Note density (``preset.gan.cond == 'density'``): madmom's CNN onset detector -> onset times ->
+Gaussian kernel density (std ``preset.gan.density_bandwidth`` s, edge corrected) evaluated at the
+centre of every latent frame, in onsets per second -> `normalise_density`:
+``log1p(d) / log1p(DENSITY_MAX)`` clipped to [0, 1]. The log scale gives sparse playing as much
+slider travel as dense playing: 0 = silence, 0.25 ~ 1/s, 0.5 ~ 3.1/s, 0.75 ~ 7.4/s, 1 = 16/s or more.
+
+Tempo (``'tempo'``): madmom's RNN beat activations -> comb-filter tempo histogram -> strongest
+tempo (parabolically refined), folded by octaves into [TEMPO_MIN, TEMPO_MAX] -> `normalise_tempo`:
+linear over that range, clipped; the curve is constant over a track (ground-truth tempo is used
+when a data set has it).
+
+Both normalisations are fixed module constants, not preset fields, so that every checkpoint and
+the app's 0..1 slider share one mapping (`denormalise_condition` gives the display value).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy.special import ndtr
+
+from .config import Preset
+
+DENSITY_MAX = 16.0  # onsets per second mapped to 1.0 by `normalise_density`
+TEMPO_MIN = 60.0  # BPM mapped to 0.0 by `normalise_tempo` (and lower edge of octave folding)
+TEMPO_MAX = 200.0  # BPM mapped to 1.0 (and upper edge of octave folding)
+CONDITION_UNITS = {"density": "onsets/s", "tempo": "BPM"}
+
+MADMOM_RATE = 44100  # Hz: madmom's onset and beat networks were trained at this rate
+MADMOM_FPS = 100  # activation frames per second of both networks
+MIN_BEAT_ACTIVATION = 0.2  # below this peak beat activation there is no tempo (silence: ~0.02)
+# Peak picking of madmom's CNNOnsetDetector program (threshold, 50 ms smoothing, local maxima
+# over +-1 frame, at most one onset per 30 ms).
+ONSET_PEAK_PICKING = dict(threshold=0.54, smooth=0.05, pre_max=0.01, post_max=0.01, combine=0.03)
+
+
+# ---------------------------------------------------------------------------------------------
+# madmom front end
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Float32 ``[samples, channels]`` or ``[samples]`` -> mono ``[samples]`` (channel mean)."""
+    audio = np.asarray(audio, np.float32)
+    return audio.mean(axis=1) if audio.ndim == 2 else audio
+
+
+def _madmom_signal(audio: np.ndarray, sample_rate: int):
+    """Mono madmom `Signal` at 44.1 kHz (resampled with soxr: madmom itself would call ffmpeg)."""
+    from madmom.audio.signal import Signal
+
+    mono = to_mono(audio)
+    if sample_rate != MADMOM_RATE:
+        from .audio import resample
+
+        mono = resample(mono, sample_rate, MADMOM_RATE)
+    return Signal(np.ascontiguousarray(mono), sample_rate=MADMOM_RATE, num_channels=1)
+
+
+@lru_cache(maxsize=None)
+def _onset_processors():
+    """(CNN onset activation processor, peak picker), built once (loading the models)."""
+    from madmom.features.onsets import CNNOnsetProcessor, OnsetPeakPickingProcessor
+
+    return CNNOnsetProcessor(), OnsetPeakPickingProcessor(fps=MADMOM_FPS, **ONSET_PEAK_PICKING)
+
+
+@lru_cache(maxsize=None)
+def _tempo_processors():
+    """(RNN beat activation processor, comb-filter tempo estimator), built once."""
+    from madmom.features.beats import RNNBeatProcessor
+    from madmom.features.tempo import TempoEstimationProcessor
+
+    return RNNBeatProcessor(), TempoEstimationProcessor(fps=MADMOM_FPS)
+
+
+def onset_times(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Onset times in seconds ``[num_onsets]`` (float64, ascending) of ``[samples(, channels)]`` audio.
+
+    madmom CNN onset detector (Schlüter & Böck 2013) at 100 frames/s with its program's peak
+    picking. About 1.6 s of CPU per minute of audio.
+    """
+    activation, peak_picker = _onset_processors()
+    return np.asarray(peak_picker(activation(_madmom_signal(audio, sample_rate))), np.float64)
+
+
+def estimate_tempo(audio: np.ndarray, sample_rate: int,
+                   fold: tuple[float, float] | None = (TEMPO_MIN, TEMPO_MAX)) -> float:
+    """Global tempo in BPM of ``[samples(, channels)]`` audio.
+
+    madmom RNN beat activations -> `TempoEstimationProcessor`'s smoothed comb-filter histogram of
+    beat intervals (40-250 BPM) -> its highest bin, refined to a fractional interval by a parabola
+    through the bin and its neighbours (100 fps lags alone are ~1.5 BPM apart at 140 BPM) ->
+    folded by octaves into ``fold`` (None: keep as detected). About 6 s of CPU per minute of audio.
+    Raises ValueError when the beat activation never exceeds MIN_BEAT_ACTIVATION (e.g. silence).
+    """
+    beats, tempo = _tempo_processors()
+    activation = beats(_madmom_signal(audio, sample_rate))
+    if activation.size == 0 or activation.max() < MIN_BEAT_ACTIVATION:
+        raise ValueError("no beats found in the audio (silent, beatless or too short?)")
+    bpm = 60.0 * MADMOM_FPS / _strongest_interval(activation, tempo)
+    return fold_tempo(bpm, *fold) if fold else bpm
+
+
+def _strongest_interval(activation: np.ndarray, tempo) -> float:
+    """Beat interval in frames (fractional) of the tempo histogram's highest bin."""
+    from madmom.audio.signal import smooth
+    from madmom.features.tempo import smooth_histogram
+
+    activation = smooth(activation.astype(np.float64), int(round(tempo.fps * tempo.act_smooth)))
+    strength, intervals = smooth_histogram(tempo.interval_histogram(activation), tempo.hist_smooth)
+    k = int(np.argmax(strength))
+    if 0 < k < len(strength) - 1:
+        left, mid, right = strength[k - 1:k + 2]
+        curvature = left - 2.0 * mid + right
+        if curvature < 0:
+            return float(intervals[k] + 0.5 * (left - right) / curvature)
+    return float(intervals[k])
+
+
+def fold_tempo(bpm: float, low: float = TEMPO_MIN, high: float = TEMPO_MAX) -> float:
+    """Double or halve `bpm` until it lies in [low, high] (needs ``high >= 2 * low``)."""
+    if high < 2 * low:
+        raise ValueError(f"folding range [{low}, {high}] spans less than an octave")
+    while bpm < low:
+        bpm *= 2.0
+    while bpm > high:
+        bpm /= 2.0
+    return bpm
+
+
+# ---------------------------------------------------------------------------------------------
+# Note density
+
+
+def note_density(onsets_seconds: np.ndarray, num_frames: int, frame_seconds: float,
+                 bandwidth_seconds: float, duration_seconds: float | None = None) -> np.ndarray:
+    """Gaussian kernel density of onsets at each frame centre ``(i + 0.5) * frame_seconds``.
+
+    Returns ``[num_frames]`` float32 in onsets per second (a steady 4 onsets/s gives ~4). Edge
+    corrected: each value is divided by the kernel mass inside ``[0, duration_seconds]`` (default
+    ``num_frames * frame_seconds``), so a steady rate reads the same at the ends of the audio.
+    """
+    centres = (np.arange(num_frames) + 0.5) * frame_seconds
+    onsets = np.sort(np.asarray(onsets_seconds, np.float64).ravel())
+    duration = num_frames * frame_seconds if duration_seconds is None else duration_seconds
+    reach = 8.0 * bandwidth_seconds  # kernel is < 1e-13 of its peak beyond this
+    first = np.searchsorted(onsets, centres - reach)
+    last = np.searchsorted(onsets, centres + reach)
+    density = np.zeros(num_frames)
+    for start in range(0, num_frames, 1024):  # blocks keep the frame x onset matrix small
+        stop = min(start + 1024, num_frames)
+        near = onsets[first[start]:last[stop - 1]]
+        z = (centres[start:stop, None] - near[None, :]) / bandwidth_seconds
+        density[start:stop] = np.exp(-0.5 * z * z).sum(axis=1)
+    density /= bandwidth_seconds * np.sqrt(2.0 * np.pi)
+    inside = ndtr((duration - centres) / bandwidth_seconds) - ndtr(-centres / bandwidth_seconds)
+    return (density / np.maximum(inside, 1e-6)).astype(np.float32)
+
+
+def normalise_density(density: np.ndarray | float) -> np.ndarray:
+    """Onsets per second -> network input ``log1p(d) / log1p(DENSITY_MAX)`` clipped to [0, 1]."""
+    value = np.log1p(np.maximum(np.asarray(density, np.float64), 0.0)) / np.log1p(DENSITY_MAX)
+    return np.clip(value, 0.0, 1.0).astype(np.float32)
+
+
+def density_to_onsets_per_second(value: np.ndarray | float) -> np.ndarray:
+    """Inverse of `normalise_density` (on [0, 1]): network input -> onsets per second."""
+    return np.expm1(np.clip(np.asarray(value, np.float64), 0.0, 1.0) * np.log1p(DENSITY_MAX))
+
+
+def latent_frames(num_samples: int, preset: Preset) -> int:
+    """Whole second-level latent frames in `num_samples` samples."""
+    return num_samples // preset.samples_per_latent
+
+
+def density_curve(audio: np.ndarray, preset: Preset, num_frames: int | None = None,
+                  normalised: bool = True) -> np.ndarray:
+    """Per-latent-frame note density of audio at the preset's rate -> ``[num_frames]`` float32.
+
+    ``num_frames`` defaults to ``len(audio) // samples_per_latent``; values are network inputs in
+    [0, 1] (`normalise_density`) unless ``normalised=False`` (onsets per second).
+    """
+    sample_rate = preset.audio.sample_rate
+    if num_frames is None:
+        num_frames = latent_frames(len(audio), preset)
+    density = note_density(onset_times(audio, sample_rate), num_frames, 1.0 / preset.latent_rate,
+                           preset.gan.density_bandwidth, duration_seconds=len(audio) / sample_rate)
+    return normalise_density(density) if normalised else density
+
+
+# ---------------------------------------------------------------------------------------------
+# Tempo
+
+
+def normalise_tempo(bpm: np.ndarray | float) -> np.ndarray:
+    """BPM -> network input, linear from TEMPO_MIN (0) to TEMPO_MAX (1), clipped."""
+    value = (np.asarray(bpm, np.float64) - TEMPO_MIN) / (TEMPO_MAX - TEMPO_MIN)
+    return np.clip(value, 0.0, 1.0).astype(np.float32)
+
+
+def tempo_from_normalised(value: np.ndarray | float) -> np.ndarray:
+    """Inverse of `normalise_tempo` (on [0, 1]): network input -> BPM."""
+    return TEMPO_MIN + np.clip(np.asarray(value, np.float64), 0.0, 1.0) * (TEMPO_MAX - TEMPO_MIN)
+
+
+def tempo_curve(bpm: float, num_frames: int) -> np.ndarray:
+    """Constant ``[num_frames]`` float32 curve of the normalised tempo."""
+    return np.full(num_frames, normalise_tempo(bpm), np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dispatch on preset.gan.cond
+
+_NORMALISE = {"density": normalise_density, "tempo": normalise_tempo}
+_DENORMALISE = {"density": density_to_onsets_per_second, "tempo": tempo_from_normalised}
+
+
+def normalise_condition(cond: str, value: np.ndarray | float) -> np.ndarray:
+    """Display units (onsets/s or BPM, see CONDITION_UNITS) -> network input in [0, 1]."""
+    return _NORMALISE[cond](value)
+
+
+def denormalise_condition(cond: str, value: np.ndarray | float) -> np.ndarray:
+    """Network input in [0, 1] -> display units (onsets/s or BPM)."""
+    return _DENORMALISE[cond](value)
+
+
+def condition_curve(preset: Preset, audio: np.ndarray | None = None, num_frames: int | None = None,
+                    tempo_bpm: float | None = None) -> np.ndarray | None:
+    """The preset's condition for one piece of audio: ``[num_frames]`` float32 in [0, 1], or None.
+
+    ``cond='none'`` -> None; ``'density'`` -> `density_curve` (needs audio); ``'tempo'`` -> constant
+    curve of `tempo_bpm` when known (ground truth), else of `estimate_tempo(audio)`. ``num_frames``
+    defaults to the latent frames in `audio` (``len(audio) // samples_per_latent``).
+    """
+    cond = preset.gan.cond
+    if cond == "none":
+        return None
+    if num_frames is None:
+        if audio is None:
+            raise ValueError("condition_curve needs audio or num_frames")
+        num_frames = latent_frames(len(audio), preset)
+    if cond == "density":
+        if audio is None:
+            raise ValueError("the density condition needs audio")
+        return density_curve(audio, preset, num_frames)
+    if tempo_bpm is None:
+        if audio is None:
+            raise ValueError("the tempo condition needs audio or tempo_bpm")
+        tempo_bpm = estimate_tempo(audio, preset.audio.sample_rate)
+    return tempo_curve(tempo_bpm, num_frames)
+
+
+def constant_condition(preset: Preset, value: float, num_frames: int) -> np.ndarray | None:
+    """Constant curve for inference from a user value in display units (onsets/s or BPM).
+
+    Returns ``[num_frames]`` float32 in [0, 1], or None when ``preset.gan.cond == 'none'``.
+    """
+    if preset.gan.cond == "none":
+        return None
+    return np.full(num_frames, normalise_condition(preset.gan.cond, value), np.float32)
