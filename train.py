@@ -1,21 +1,57 @@
-"""Train musika-tf: `python train.py --stage ae1|ae2|gan --data maestro|techno|PATH`."""
+"""Train musika-tf on the embedded data sets or your own audio.
+
+  python train.py --stage gan --data maestro          # trains any missing AE stage first
+  python train.py --stage ae1 --data path/to/audio --run mymodel --preset tiny --steps 500
+
+Stages: ae1 (autoencoder level 1: phase 1 L1, then phase 2 adversarial through the iSTFT), ae2
+(level 2 on level-1 latents), gan (latent GAN; encodes the data with the run's autoencoder first,
+cached). Everything of one model lives in runs/RUN/; training resumes from the last checkpoint.
+Every preset field has a flag (see below); a run keeps the architecture it was created with.
+"""
 
 import argparse
+import os
 import sys
 
 from musika_tf import config
-from musika_tf.faces import not_available
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", required=True, choices=("ae1", "ae2", "gan"),
+                        help="what to train (earlier missing stages are trained first for gan)")
+    parser.add_argument("--data", default="maestro",
+                        help="maestro or techno (embedded sets, built on first use), a MAESTRO root, "
+                             "or any folder of audio files (default: maestro)")
+    parser.add_argument("--run", default="default",
+                        help="run name (folder runs/RUN) or a path to a run folder (default: default)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start the stage from scratch instead of its last checkpoint")
+    parser.add_argument("--init-from", default=None,
+                        help="gan only: fine-tune from another GAN run folder (weights only; fresh "
+                             "optimisers with --lr)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    config.add_preset_arguments(parser)
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--stage", required=True, choices=("ae1", "ae2", "gan"),
-                        help="ae1: first-level autoencoder; ae2: second level; gan: latent GAN")
-    parser.add_argument("--data", default="maestro",
-                        help="maestro, techno (embedded sets) or a folder of audio (default maestro)")
-    config.add_preset_arguments(parser)
-    args = parser.parse_args(argv)
-    return not_available(f"training stage '{args.stage}'")
+    args = build_parser().parse_args(argv)
+    from musika_tf.training.run import train
+
+    preset = config.preset_from_args(args)
+    run_dir = args.run if os.sep in args.run else os.path.join("runs", args.run)
+    try:
+        results = train(args.stage, preset, args.data, run_dir, steps=args.steps,
+                        resume=not args.no_resume, progress=not args.quiet,
+                        init_from=args.init_from, lr=args.lr)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for stage, logs in results.items():
+        print(f"{stage}: {logs}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -25,6 +25,33 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(config.preset_from_args(args), out_dir=args.out, minutes=args.minutes, seed=args.seed)
 
 
+def _load_run_autoencoder(run: str):
+    import os
+
+    from .training.ae import load_trained_autoencoder
+
+    run_dir = run if os.sep in run else os.path.join("runs", run)
+    return load_trained_autoencoder(config.load_preset(run_dir), run_dir)
+
+
+def _encode(args: argparse.Namespace) -> None:
+    from .data.datasets import read_dataset
+    from .encoding import encode_dataset
+
+    ae = _load_run_autoencoder(args.run)
+    summary = encode_dataset(ae, read_dataset(args.audio, build_missing=False), args.out, args.mode,
+                             progress=not args.quiet)
+    print(f"{args.out}: {summary.line()}")
+
+
+def _decode(args: argparse.Namespace) -> None:
+    from .encoding import decode_store
+
+    ae = _load_run_autoencoder(args.run)
+    written = decode_store(ae, args.latents, args.out, seed=args.seed, progress=not args.quiet)
+    print(f"wrote {len(written)} files to {args.out}")
+
+
 def _show_preset(args: argparse.Namespace) -> None:
     print(json.dumps(config.preset_from_args(args).to_dict(), indent=2))
 
@@ -48,6 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the data sets")
     config.add_preset_arguments(p, groups=("audio",))
     p.set_defaults(func=_demo)
+
+    p = verbs.add_parser("encode", help="audio folder or data set -> latent store (with metadata)")
+    p.add_argument("audio", help="folder of audio files, a MAESTRO root or a techno set root")
+    p.add_argument("out", help="destination folder of the latent store")
+    p.add_argument("--run", required=True, help="run name or folder whose autoencoder encodes")
+    p.add_argument("--mode", choices=("chunks", "whole"), default="chunks",
+                   help="chunks: arrays of max_lat_len latents for GAN training; whole: one per file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_encode)
+
+    p = verbs.add_parser("decode", help="latent store (or folder of .npy latents) -> stereo WAVs")
+    p.add_argument("latents", help="latent store folder, or a folder of [T, 2*latent_dim] .npy files")
+    p.add_argument("out", help="destination folder for the WAV files")
+    p.add_argument("--run", required=True, help="run name or folder whose autoencoder decodes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the decoders' noise injection")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_decode)
 
     p = verbs.add_parser("preset", help="print a preset (with overrides) as JSON")
     config.add_preset_arguments(p)

@@ -253,7 +253,7 @@ def stage_dirs(run_dir: str) -> dict[str, str]:
 def train_ae1(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int | None = None,
               resume: bool = True, progress: bool = True, preview_files=None) -> dict:
     """Level 1: phase 1 for ``phase1_steps`` steps, then phase 2 up to ``steps`` in total."""
-    total = preset.train.steps if steps is None else steps
+    total = preset.train.ae1_steps if steps is None else steps
     phase1_steps = min(preset.train.phase1_steps, total)
     dirs = stage_dirs(run_dir)
     phase1 = AE1Phase1Trainer(preset, dirs["ae1_phase1"], files, preview_files)
@@ -282,7 +282,8 @@ def train_ae2(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int
     fresh = not (resume and tf.train.latest_checkpoint(os.path.join(dirs["ae2"], loop.CHECKPOINT_DIR)))
     trainer = AE2Trainer(preset, dirs["ae2"], files, preview_files,
                          level1_run=level1_dir(run_dir) if fresh else None)
-    return loop.fit(trainer, steps, resume=resume, progress=progress)
+    return loop.fit(trainer, preset.train.ae2_steps if steps is None else steps, resume=resume,
+                    progress=progress)
 
 
 def load_trained_autoencoder(preset: Preset, run_dir: str) -> Autoencoder:

@@ -1,0 +1,140 @@
+"""Audio <-> stereo latents through the two-level autoencoder, and data-set encoding.
+
+- `encode_audio`: stereo ``[samples, 2]`` -> latents ``[T, 2 * latent_dim]`` ([left || right]) with
+  ``T = ceil(samples / samples_per_latent)``: the end is zero-padded to whole latents, so no audio is
+  dropped (the reference truncates or pads by the wrong amount, its section 9 items 19-20).
+- `decode_latents`: latents ``[T, 2D]`` -> stereo ``[(T*fpl - 1)*hop + 4*hop, 2]`` in [-1, 1].
+- `encode_dataset`: a data set -> latent store (`data.latents`), in ``chunks`` mode (arrays of
+  ``max_lat_len`` latents for GAN training: consecutive chunks plus one aligned to the end of the
+  file when it does not divide evenly; shorter files whole) or ``whole`` mode (one array per file),
+  with the conditioning signals of ``preset.gan.cond`` stored beside the latents.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from tqdm import tqdm
+
+from . import audio as audio_lib
+from . import conditioning
+from .autoencoder import Autoencoder, split_stereo_latents, stereo_latents
+from .config import Preset
+from .data import latents as store
+from .data.datasets import AudioItem, LoadSummary, iter_audio
+
+MODES = ("chunks", "whole")
+
+
+def padded_length(num_samples: int, preset: Preset) -> int:
+    """Samples whose STFT has exactly ``ceil(num_samples / samples_per_latent) * fpl`` frames."""
+    latents = max(1, -(-num_samples // preset.samples_per_latent))
+    return audio_lib.num_samples(latents * preset.ae.frames_per_latent, preset.audio.hop)
+
+
+def encode_audio(ae: Autoencoder, audio: np.ndarray) -> np.ndarray:
+    """Stereo ``[samples, 2]`` -> stereo latents ``[ceil(samples / samples_per_latent), 2D]``."""
+    preset = ae.preset
+    audio = np.asarray(audio, np.float32)
+    pad = padded_length(len(audio), preset) - len(audio)
+    audio = np.pad(audio, [(0, max(pad, 0)), (0, 0)])
+    spec = audio_lib.stereo_log_magnitude(audio, preset.audio).numpy()
+    return stereo_latents(ae.encode_frames(spec))
+
+
+def decode_latents(ae: Autoencoder, latents: np.ndarray, seed: int | None = None) -> np.ndarray:
+    """Stereo latents ``[T, 2D]`` -> stereo audio ``[(T*fpl - 1)*hop + 4*hop, 2]``, clipped to [-1, 1]."""
+    magnitude, phase = ae.decode_latents(split_stereo_latents(latents), seed=seed)
+    wave = audio_lib.stereo_istft(magnitude, phase, ae.preset.audio).numpy()
+    return np.clip(wave, -1.0, 1.0)
+
+
+def reconstruct(ae: Autoencoder, audio: np.ndarray, seed: int | None = 0) -> np.ndarray:
+    """Encode and decode `audio`; the result has exactly the input's length."""
+    return decode_latents(ae, encode_audio(ae, audio), seed=seed)[: len(audio)]
+
+
+def chunk_starts(length: int, chunk: int) -> list[int]:
+    """Starts of ``chunk``-long windows covering ``length``: consecutive, plus one aligned to the
+    end when ``chunk`` does not divide ``length``; ``[0]`` when ``length <= chunk``."""
+    if length <= chunk:
+        return [0]
+    starts = list(range(0, length - chunk + 1, chunk))
+    if starts[-1] + chunk < length:
+        starts.append(length - chunk)
+    return starts
+
+
+def conditions_for(item: AudioItem, audio: np.ndarray, preset: Preset, num_latents: int) -> dict:
+    """The signals ``preset.gan.cond`` needs, normalised to [0, 1]: ``density`` ``[T]`` or
+    ``tempo`` ``[]`` (plus ``tempo_bpm`` ``[]``; ground truth when the data set lists it)."""
+    cond = preset.gan.cond
+    if cond == "density":
+        return {"density": conditioning.density_curve(audio, preset, num_frames=num_latents)}
+    if cond == "tempo":
+        bpm = item.tempo if item.tempo else conditioning.estimate_tempo(audio, preset.audio.sample_rate)
+        return {"tempo": np.float32(conditioning.normalise_tempo(bpm)), "tempo_bpm": np.float32(bpm)}
+    return {}
+
+
+def _slice_conditions(conditions: dict, start: int, stop: int) -> dict:
+    return {k: v[start:stop] if np.ndim(v) else v for k, v in conditions.items()}
+
+
+def encode_dataset(ae: Autoencoder, items: list[AudioItem], out_dir: str, mode: str = "chunks",
+                   fingerprint: str = "", progress: bool = True,
+                   summary: LoadSummary | None = None) -> LoadSummary:
+    """Encode every usable file of `items` into a latent store at `out_dir` (written atomically).
+
+    Files that cannot be read or are shorter than one latent are skipped with a warning and
+    counted in the returned summary.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown encode mode {mode!r}; choose one of {MODES}")
+    preset = ae.preset
+    summary = summary if summary is not None else LoadSummary()
+    writer = store.LatentWriter(out_dir, mode, fingerprint, preset.to_dict())
+    rate, spl = preset.audio.sample_rate, preset.samples_per_latent
+    bar = tqdm(total=len(items), desc="encoding", unit="file", disable=not progress)
+    for item, audio in iter_audio(items, rate, spl, summary, warn=tqdm.write):
+        latents = encode_audio(ae, audio)
+        conditions = conditions_for(item, audio, preset, len(latents))
+        span = len(latents) if mode == "whole" else preset.gan.max_lat_len
+        for start in chunk_starts(len(latents), span):
+            stop = start + span
+            writer.add(latents[start:stop], item.path, item.split, start, start * spl / rate,
+                       **_slice_conditions(conditions, start, stop))
+        bar.update(1)
+    bar.update(len(items) - bar.n)
+    bar.close()
+    if not writer.entries:
+        raise ValueError(f"no usable audio to encode ({summary.line()})")
+    writer.close()
+    return summary
+
+
+def decode_store(ae: Autoencoder, latents_dir: str, out_dir: str, seed: int | None = 0,
+                 progress: bool = True) -> list[str]:
+    """Decode every entry of a latent store (or every ``.npy`` latent file in a folder) to WAVs."""
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.exists(os.path.join(latents_dir, store.INDEX)):
+        index = store.read_index(latents_dir)
+        jobs = [(os.path.splitext(e["file"])[0], lambda e=e: store.load_entry(latents_dir, e)["latents"])
+                for e in index["entries"]]
+    else:
+        names = sorted(n for n in os.listdir(latents_dir) if n.endswith(".npy"))
+        if not names:
+            raise FileNotFoundError(f"{latents_dir}: no latent store (index.json) and no .npy files")
+        jobs = [(os.path.splitext(n)[0], lambda n=n: np.load(os.path.join(latents_dir, n)))
+                for n in names]
+    written = []
+    for name, load in tqdm(jobs, desc="decoding", unit="file", disable=not progress):
+        latents = np.asarray(load(), np.float32)
+        if latents.ndim != 2 or latents.shape[1] != ae.preset.stereo_latent_dim:
+            raise ValueError(f"{name}: latents of shape {latents.shape}, expected [T, "
+                             f"{ae.preset.stereo_latent_dim}] for preset {ae.preset.name!r}")
+        path = os.path.join(out_dir, f"{name}.wav")
+        audio_lib.save_audio(path, decode_latents(ae, latents, seed=seed), ae.preset.audio.sample_rate)
+        written.append(path)
+    return written

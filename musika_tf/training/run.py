@@ -1,0 +1,167 @@
+"""One training run from data to GAN: what `train.py` calls.
+
+A run folder ``runs/NAME/`` holds everything of one model family:
+
+```
+runs/NAME/preset.json          the run's configuration (architecture fixed once written)
+runs/NAME/ae1/phase1|phase2/   autoencoder level 1 (checkpoints, logs, previews)
+runs/NAME/ae2/                 autoencoder level 2
+runs/NAME/latents/DATA/        latent store of data set DATA (re-encoded when stale)
+runs/NAME/gan/                 latent GAN
+```
+
+`--stage gan` trains whatever earlier stage is missing first, so
+``python train.py --stage gan --data maestro`` works on a fresh checkout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+from tqdm import tqdm
+
+from ..config import Preset, load_preset, save_preset
+from ..data import datasets
+from ..data import latents as store
+from ..data.audio_cache import build_audio_cache
+from . import ae as ae_stages
+from . import loop
+
+STAGES = ("ae1", "ae2", "gan")
+
+
+def run_preset(run_dir: str, requested: Preset) -> Preset:
+    """The preset of a run: `requested` for a new run; for an existing run its saved preset, with
+    only training fields (``preset.train``) taken from `requested`. Other differences are errors,
+    since the saved networks were built with the saved architecture."""
+    path = os.path.join(run_dir, "preset.json")
+    if not os.path.exists(path):
+        save_preset(requested, run_dir)
+        return requested
+    saved = load_preset(run_dir)
+    for group in ("audio", "ae", "gan"):
+        a, b = getattr(saved, group), getattr(requested, group)
+        for f in dataclasses.fields(a):
+            if getattr(a, f.name) != getattr(b, f.name) and f.name not in ("cond", "density_bandwidth"):
+                raise ValueError(
+                    f"{run_dir} was created with {f.name}={getattr(a, f.name)!r} but this call asks for "
+                    f"{getattr(b, f.name)!r}; use another --run name or drop the flag")
+    merged = dataclasses.replace(saved, train=requested.train,
+                                 gan=dataclasses.replace(saved.gan, cond=requested.gan.cond,
+                                                         density_bandwidth=requested.gan.density_bandwidth))
+    save_preset(merged, run_dir)
+    return merged
+
+
+def data_name(spec: str) -> str:
+    """A folder-safe name for a `--data` value."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(os.path.normpath(spec))) or "data"
+
+
+def cached_audio(preset: Preset, data: str, progress: bool = True):
+    """Decoded-audio cache of the data set's training split (all files if it has no splits), and
+    a held-out file list for previews (validation split if any)."""
+    items = datasets.read_dataset(data)
+    train = [i for i in items if i.split == "train"] or items
+    held_out = [i for i in items if i.split != "train"]
+    cache_dir = os.path.join("cache", "audio", str(preset.audio.sample_rate))
+    summary = datasets.LoadSummary()
+    min_len = ae_stages.crop_samples(preset)
+    files = build_audio_cache(train, cache_dir, preset.audio.sample_rate, min_len, progress, summary)
+    preview = build_audio_cache(held_out, cache_dir, preset.audio.sample_rate, min_len, False) or files
+    tqdm.write(f"data {data}: {summary.line()}")
+    if not files:
+        raise ValueError(f"{data}: no usable audio for training ({summary.line()})")
+    return files, preview
+
+
+def has_checkpoint(folder: str) -> bool:
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(os.path.join(folder, loop.CHECKPOINT_DIR)) is not None
+
+
+def ae_complete(run_dir: str, preset: Preset) -> dict[str, bool]:
+    """Whether each autoencoder stage of the run has reached its step count."""
+    import tensorflow as tf
+
+    def step_of(folder):
+        path = tf.train.latest_checkpoint(os.path.join(folder, loop.CHECKPOINT_DIR))
+        return int(path.rsplit("-", 1)[1]) if path else 0
+
+    dirs = ae_stages.stage_dirs(run_dir)
+    phase2_steps = preset.train.ae1_steps - min(preset.train.phase1_steps, preset.train.ae1_steps)
+    ae1_done = step_of(dirs["ae1_phase1"]) >= min(preset.train.phase1_steps, preset.train.ae1_steps) and (
+        phase2_steps <= 0 or step_of(dirs["ae1_phase2"]) >= phase2_steps)
+    return {"ae1": ae1_done, "ae2": step_of(dirs["ae2"]) >= preset.train.ae2_steps}
+
+
+def ensure_latents(preset: Preset, run_dir: str, data: str, progress: bool = True) -> str:
+    """Encode `data` with the run's autoencoder unless an up-to-date store exists; return its folder."""
+    from ..encoding import encode_dataset
+
+    ae_dir = ae_stages.stage_dirs(run_dir)["ae2"]
+    items = datasets.read_dataset(data)
+    sources = [(i.path, *_stat(i.path)) for i in items]
+    import tensorflow as tf
+
+    fp = store.fingerprint(tf.train.latest_checkpoint(os.path.join(ae_dir, loop.CHECKPOINT_DIR)),
+                           sources, preset.audio, preset.ae, preset.gan.cond,
+                           preset.gan.max_lat_len, "chunks")
+    folder = os.path.join(run_dir, "latents", data_name(data))
+    if store.is_current(folder, fp):
+        return folder
+    tqdm.write(f"encoding {data} into {folder}")
+    ae = ae_stages.load_trained_autoencoder(preset, run_dir)
+    summary = encode_dataset(ae, items, folder, "chunks", fp, progress)
+    tqdm.write(f"encoded {summary.line()}")
+    return folder
+
+
+def _stat(path: str) -> tuple:
+    try:
+        st = os.stat(path)
+        return st.st_size, int(st.st_mtime)
+    except OSError:
+        return 0, 0
+
+
+def train(stage: str, preset: Preset, data: str, run_dir: str, steps: int | None = None,
+          resume: bool = True, progress: bool = True, init_from: str | None = None,
+          lr: float | None = None) -> dict:
+    """Train `stage` of the run in `run_dir`, first training any missing earlier stage."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+    preset = run_preset(run_dir, preset)
+    results = {}
+    done = ae_complete(run_dir, preset)
+    needs_audio = stage in ("ae1", "ae2") or not all(done.values())
+    files = preview = None
+    if needs_audio:
+        files, preview = cached_audio(preset, data, progress)
+    if stage == "ae1" or (stage != "ae1" and not done["ae1"]):
+        if stage != "ae1":
+            tqdm.write("autoencoder level 1 not trained yet in this run: training it first")
+        results["ae1"] = ae_stages.train_ae1(preset, run_dir, files,
+                                             steps if stage == "ae1" else preset.train.ae1_steps,
+                                             resume, progress, preview)
+    if stage == "ae2" or (stage == "gan" and not done["ae2"]):
+        if stage == "gan":
+            tqdm.write("autoencoder level 2 not trained yet in this run: training it first")
+        results["ae2"] = ae_stages.train_ae2(preset, run_dir, files,
+                                             steps if stage == "ae2" else preset.train.ae2_steps,
+                                             resume, progress, preview)
+    if stage == "gan":
+        from .gan import train_gan
+
+        latents_dir = ensure_latents(preset, run_dir, data, progress)
+        ae = ae_stages.load_trained_autoencoder(preset, run_dir)
+        from ..encoding import decode_latents
+
+        results["gan"] = train_gan(preset, latents_dir, os.path.join(run_dir, "gan"), steps=steps,
+                                   resume=resume, init_from=init_from, lr=lr,
+                                   decode_fn=lambda z: decode_latents(ae, z, seed=0),
+                                   progress=progress)
+    return results

@@ -1,0 +1,149 @@
+"""Autoencoder training stages and the encode/decode paths (tiny preset, CPU, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+from musika_tf import config, encoding
+from musika_tf.autoencoder import Autoencoder
+from musika_tf.data import datasets
+from musika_tf.data import latents as store
+from musika_tf.data.audio_cache import build_audio_cache
+from musika_tf.training import ae, loop
+
+PRESET = config.get_preset("tiny", lr=1e-3, save_every=1000, log_every=10)
+RATE = PRESET.audio.sample_rate
+
+
+def _music(seconds: float, seed: int = 0) -> np.ndarray:
+    """A few seconds of stereo tones with vibrato and tremolo."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    rng = np.random.default_rng(seed)
+    left = sum(0.15 * np.sin(2 * np.pi * f * t + 3 * np.sin(0.5 * t)) for f in rng.uniform(150, 900, 3))
+    left *= 1 + 0.5 * np.sin(2 * np.pi * 1.3 * t)
+    return np.stack([left, 0.7 * left], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ae_audio")
+    sf.write(root / "a.wav", _music(8.0), RATE)
+    return build_audio_cache(datasets.read_folder(str(root)), str(root / "cache"), RATE, progress=False)
+
+
+def test_crop_is_one_encoder_chunk():
+    frames = 1 + (ae.crop_samples(PRESET) - 4 * PRESET.audio.hop) // PRESET.audio.hop
+    assert frames == PRESET.ae.chunk_frames
+
+
+def test_phase1_overfits_a_few_seconds(files, tmp_path):
+    trainer = ae.AE1Phase1Trainer(PRESET, str(tmp_path), files)
+    batch = next(trainer.batches())
+    spec = tf.convert_to_tensor(batch)
+    from musika_tf import audio as audio_lib
+
+    s = audio_lib.log_magnitude(spec, PRESET.audio)
+    mag, _ = trainer.ae.decoder(trainer.ae.encoder(ae.encoder_input(s)))
+    initial = float(np.mean(np.abs(mag - s)))
+    logs = loop.fit(trainer, 150, progress=False, preview=False)
+    assert logs["l1"] < 0.25 * initial, (initial, logs["l1"])
+
+
+def test_phase2_and_level2_steps_are_finite(files, tmp_path):
+    p2 = ae.AE1Phase2Trainer(PRESET, str(tmp_path / "p2"), files)
+    logs = p2.train_step(next(p2.batches()))
+    assert bool(logs.pop("finite"))
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    assert {"d_real", "d_fake", "adv", "rec", "ms"} <= set(logs)
+    l2 = ae.AE2Trainer(PRESET, str(tmp_path / "ae2"), files)
+    before = [w.copy() for w in l2.ae.encoder.get_weights()]
+    logs = l2.train_step(next(l2.batches()))
+    assert bool(logs.pop("finite")) and np.isfinite(float(logs["latent_l1"]))
+    for a, b in zip(before, l2.ae.encoder.get_weights()):  # level 1 stays frozen
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_restores_identical_weights(files, tmp_path):
+    first = ae.AE1Phase1Trainer(PRESET, str(tmp_path), files)
+    loop.fit(first, 3, progress=False, preview=False)
+    second = ae.AE1Phase1Trainer(PRESET, str(tmp_path), files)
+    loop.fit(second, 3, progress=False, preview=False)  # restores, nothing left to train
+    for a, b in zip(first.ae.decoder.get_weights(), second.ae.decoder.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stage_chain_and_previews(files, tmp_path):
+    preset = PRESET.with_overrides(ae1_steps=4, phase1_steps=2, ae2_steps=2, save_every=2)
+    ae.train_ae1(preset, str(tmp_path), files, progress=False)
+    ae.train_ae2(preset, str(tmp_path), files, progress=False)
+    dirs = ae.stage_dirs(str(tmp_path))
+    for stage in ("ae1_phase1", "ae1_phase2", "ae2"):
+        assert tf.train.latest_checkpoint(f"{dirs[stage]}/ckpt"), stage
+    assert (tmp_path / "ae2" / "previews" / "step-00000002" / "reconstruction.wav").exists()
+    loaded = ae.load_trained_autoencoder(preset, str(tmp_path))
+    trained = ae.AE2Trainer(preset, dirs["ae2"], files)
+    loop.fit(trained, 2, progress=False, preview=False)
+    np.testing.assert_array_equal(loaded.decoder2.get_weights()[0], trained.ae.decoder2.get_weights()[0])
+
+
+@pytest.mark.parametrize("seconds", [0.3, 2.0, 5.55])
+def test_encode_decode_lengths_and_channels(seconds):
+    model = Autoencoder.build(PRESET)
+    audio = _music(seconds)
+    latents = encoding.encode_audio(model, audio)
+    assert latents.shape == (-(-len(audio) // PRESET.samples_per_latent), PRESET.stereo_latent_dim)
+    assert np.all(np.abs(latents) <= 1.0)  # tanh bottleneck
+    rebuilt = encoding.reconstruct(model, audio)
+    assert rebuilt.shape == audio.shape and rebuilt.dtype == np.float32
+
+
+def test_decode_is_deterministic_for_a_seed():
+    model = Autoencoder.build(PRESET)
+    latents = np.random.default_rng(0).uniform(-1, 1, (20, PRESET.stereo_latent_dim)).astype(np.float32)
+    for layer in model.decoder.layers + model.decoder2.layers:  # make the noise audible
+        if hasattr(layer, "noise_weight"):
+            layer.noise_weight.assign([0.5])
+    a = encoding.decode_latents(model, latents, seed=3)
+    b = encoding.decode_latents(model, latents, seed=3)
+    c = encoding.decode_latents(model, latents, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 0
+
+
+def test_chunk_starts_cover_everything():
+    assert encoding.chunk_starts(100, 512) == [0]
+    assert encoding.chunk_starts(1024, 512) == [0, 512]
+    assert encoding.chunk_starts(1100, 512) == [0, 512, 588]
+
+
+@pytest.mark.parametrize("mode", ["chunks", "whole"])
+def test_encode_dataset_writes_a_store_with_metadata(tmp_path, mode):
+    preset = PRESET.with_overrides(max_lat_len=16, cond="density")
+    model = Autoencoder.build(preset)
+    sf.write(tmp_path / "long.wav", _music(10.0), RATE)
+    sf.write(tmp_path / "short.wav", _music(1.0)[:, 0], RATE)
+    (tmp_path / "bad.wav").write_bytes(b"nope")
+    items = datasets.read_folder(str(tmp_path))
+    summary = encoding.encode_dataset(model, items, str(tmp_path / "latents"), mode, "fp1", False)
+    assert summary.loaded == 2 and len(summary.skipped) == 1
+    index = store.read_index(str(tmp_path / "latents"))
+    assert index["mode"] == mode and index["preset"]["name"] == "tiny"
+    assert store.is_current(str(tmp_path / "latents"), "fp1")
+    assert not store.is_current(str(tmp_path / "latents"), "fp2")
+    long_total = -(-len(_music(10.0)) // preset.samples_per_latent)
+    long_entries = [e for e in index["entries"] if e["source"].endswith("long.wav")]
+    if mode == "whole":
+        assert [e["length"] for e in long_entries] == [long_total]
+    else:
+        assert all(e["length"] == 16 for e in long_entries)
+        assert long_entries[-1]["start_latent"] + 16 == long_total
+    arrays = store.load_entry(str(tmp_path / "latents"), long_entries[0])
+    assert arrays["latents"].shape[1] == preset.stereo_latent_dim
+    assert arrays["density"].shape == (long_entries[0]["length"],)
+    assert 0 <= arrays["density"].min() and arrays["density"].max() <= 1
+    decoded = encoding.decode_store(model, str(tmp_path / "latents"), str(tmp_path / "wavs"),
+                                    progress=False)
+    assert len(decoded) == len(index["entries"])
