@@ -10,7 +10,13 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 DEB_PACKAGES=(fluidsynth timgm6mb-soundfont)
 
-have_soundfont() { ls /usr/share/sounds/sf2/*.sf2 /usr/share/soundfonts/*.sf2 >/dev/null 2>&1; }
+have_soundfont() {
+  local f
+  for f in /usr/share/sounds/sf2/*.sf2 /usr/share/soundfonts/*.sf2; do
+    [ -e "$f" ] && return 0
+  done
+  return 1
+}
 
 install_debian_packages() {
   if command -v fluidsynth >/dev/null 2>&1 && have_soundfont; then
