@@ -56,6 +56,48 @@ def _show_preset(args: argparse.Namespace) -> None:
     print(json.dumps(config.preset_from_args(args).to_dict(), indent=2))
 
 
+# --- reference compatibility verbs: original Musika checkpoints (musika_tf.reference*) ---------
+
+_REFERENCE_PRESETS = ("musika44", "paper22")
+
+
+def _reference_outputs(args: argparse.Namespace) -> None:
+    from .reference_outputs import write_reference_outputs
+
+    arrays = write_reference_outputs(args.folder, args.io, args.out, args.preset, args.ae)
+    print(f"wrote {len(arrays)} arrays to {args.out}")
+
+
+def _import_reference(args: argparse.Namespace) -> None:
+    from .reference import import_reference
+
+    print(f"exported {import_reference(args.folder, args.preset, args.out, args.ae)}")
+
+
+def _add_reference_verbs(verbs) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("folder", help="reference checkpoint folder: gen_ema.h5 [gen.h5 "
+                        "critic.h5], plus enc/dec/enc2/dec2.h5 unless --ae is given")
+    common.add_argument("--preset", default="musika44", choices=_REFERENCE_PRESETS,
+                        help="musika44: the 44.1 kHz release; paper22: the 22 kHz paper version")
+    common.add_argument("--ae", default=None,
+                        help="folder of the four AE files (the original's ae/)")
+
+    p = verbs.add_parser("reference-outputs", parents=[common],
+                         help="recompute the reference fixture arrays with our code")
+    p.add_argument("io", help="input .npz (frontend_wave, dec_latent_in, gen_in[, critic_in])")
+    p.add_argument("out", help="output .npz (the fixture's array names)")
+    p.set_defaults(func=_reference_outputs)
+
+    p = verbs.add_parser("import-reference", parents=[common],
+                         help="original Musika checkpoint -> our exported model folder")
+    p.add_argument("--out", required=True, help="destination model folder, e.g. checkpoints/techno")
+    p.set_defaults(func=_import_reference)
+
+
+# --- end of reference compatibility verbs ------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m musika_tf",
                                      description="musika-tf: fast infinite waveform music generation")
@@ -92,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the decoders' noise injection")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_decode)
+
+    _add_reference_verbs(verbs)
 
     p = verbs.add_parser("preset", help="print a preset (with overrides) as JSON")
     config.add_preset_arguments(p)
