@@ -65,8 +65,10 @@ def main() -> int:
     pip("install", "-q", *BUILD_REQUIREMENTS)
     sdist = os.path.join(args.build_dir, f"madmom-{VERSION}.tar.gz")
     if not os.path.exists(sdist):
-        pip("download", "-q", "--no-deps", "--no-binary", ":all:", f"madmom=={VERSION}",
-            "-d", args.build_dir)
+        # --no-build-isolation: reading the sdist's metadata runs its setup.py, which imports
+        # Cython and numpy (installed above) and declares no build requirements of its own.
+        pip("download", "-q", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+            f"madmom=={VERSION}", "-d", args.build_dir)
     source = os.path.join(args.build_dir, f"madmom-{VERSION}")
     if os.path.isdir(source):
         import shutil
