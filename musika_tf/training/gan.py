@@ -1,0 +1,334 @@
+"""Latent-GAN training stage (reference sections 4.1, 4.9-4.12) on the shared loop.
+
+Data: random crops of ``latlen`` latents from a latent store (`musika_tf.data.latents`), plus the
+matching crop of the condition curve when ``preset.gan.cond != 'none'``. Everything random in a step
+(crop choice, left/right swap, coordinates, generator noise) is drawn on the host from the key
+``(preset.train.seed, draw)``, where ``draw`` counts batches; after a resume it restarts at the number
+of finished steps, so a resumed run sees the same batches as an uninterrupted one.
+
+One step (simultaneous G and D update from one forward pass):
+
+- v44: real windows are left/right swapped with p = 0.5 per batch; the adaptive R1 switch (in [-1, 0],
+  init -1) is updated from this step's logits before the losses are formed and used at once;
+  ``L_D = 0.5 (hinge_r + hinge_f) + gp_max_weight * (-switch) * R1``, ``L_G = -mean D(fake)``.
+- v22: one-centred gradient penalty at reals with weight ``gp_max_weight``.
+- Either variant with ``critic_reconstruction``: the head decodes the critic's features of the real
+  window; ``+ 10 * msesum(real, rec)`` in ``L_D`` (head trained by the critic's optimiser).
+- The EMA generator (a separate model, checkpointed, used for previews and export) moves towards the
+  generator every step: ``ema <- d * ema + (1 - d) * gen``.
+
+A non-finite step changes nothing (weights, optimiser slots, EMA, switch); the loop's NaN guard does
+the rest. Under mixed precision the loss-scale optimisers handle overflowing gradients themselves, so
+only the losses are checked there.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from musika_tf import coordinates, gan, losses
+from musika_tf.audio import save_audio, save_spectrogram_png
+from musika_tf.config import Preset
+from musika_tf.data.latents import load_all
+from musika_tf.layers import reseed_noise
+from musika_tf.training import loop
+
+REC_WEIGHT = 10.0  # v22 critic reconstruction loss weight (reference 4.10.6)
+SWAP_PROBABILITY = 0.5  # v44 left/right swap of real windows, one draw per batch
+PREVIEW_WINDOWS = 4
+PREVIEW_BOUND = 2.0  # truncation bound of preview coordinates (the v44 UI default)
+_DATA_STREAM, _NOISE_STREAM = 1000, 1001  # sub-stream keys; coordinates use keys 0..3
+
+DecodeFn = Callable[[np.ndarray], np.ndarray]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: crops of stored latents (+ condition curves)
+
+
+def condition_curve(arrays: dict, cond: str) -> np.ndarray:
+    """Per-latent condition ``[T]`` of one stored entry, in [0, 1].
+
+    density: the stored per-frame curve; tempo: the stored scalar repeated. Stores written by
+    `musika_tf.encoding` hold both already normalised (`conditioning.normalise_density` /
+    `normalise_tempo`), so they are used as they are.
+    """
+    length = len(arrays["latents"])
+    if cond not in arrays:
+        raise ValueError(f"preset asks for cond={cond!r} but a latent store entry has no {cond!r} "
+                         "array; re-encode the data with conditioning enabled")
+    values = np.asarray(arrays[cond], np.float32)
+    return np.full(length, float(values), np.float32) if cond == "tempo" else values[:length]
+
+
+class LatentCrops:
+    """Uniformly placed ``latlen`` crops of stored latents ``[T, 2D]`` and their condition curves.
+
+    Arrays shorter than ``latlen`` are skipped. Every possible window is equally likely (an array is
+    picked with probability proportional to its number of crop positions).
+    """
+
+    def __init__(self, entries: list, latlen: int, cond: str = "none"):
+        kept = [e for e in entries if len(e["latents"]) >= latlen]
+        if not kept:
+            raise ValueError(f"no stored latent array is at least latlen={latlen} latents long")
+        self.latlen, self.cond = latlen, cond
+        self.latents = [np.asarray(e["latents"], np.float32) for e in kept]
+        self.curves = [condition_curve(e, cond) for e in kept] if cond != "none" else None
+        counts = np.array([len(x) - latlen + 1 for x in self.latents], np.float64)
+        self.weights = counts / counts.sum()
+
+    @classmethod
+    def from_store(cls, folder: str, preset: Preset, split: str = "train") -> "LatentCrops":
+        """Crops of every `split` entry of the latent store in `folder`."""
+        return cls(load_all(folder, split), preset.gan.latlen, preset.gan.cond)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple:
+        """``(latents [B, latlen, 2D] float32, curves [B, latlen] float32 or None)``."""
+        picks = rng.choice(len(self.latents), size=batch_size, p=self.weights)
+        starts = [rng.integers(len(self.latents[i]) - self.latlen + 1) for i in picks]
+        crop = lambda arrays: np.stack([arrays[i][s:s + self.latlen] for i, s in zip(picks, starts)])
+        return crop(self.latents), (crop(self.curves) if self.curves is not None else None)
+
+
+def swap_channels(latents: np.ndarray) -> np.ndarray:
+    """Exchange the left and right halves of the last axis: ``[..., 2D] -> [..., 2D]``."""
+    left, right = np.split(latents, 2, axis=-1)
+    return np.concatenate([right, left], axis=-1)
+
+
+def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
+    """Host-side batch number `draw`, a pure function of ``(preset.train.seed, draw)``.
+
+    Keys: ``real`` ``[B, latlen, 2D]``, ``coords`` ``[B, latlen, 2*coorddepth]``, ``noise_seed`` int64
+    ``[]``, and with conditioning ``cond`` ``[B, latlen]``.
+    """
+    key = (preset.train.seed, draw)
+    rng = np.random.default_rng([*key, _DATA_STREAM])
+    real, curve = crops.sample(preset.train.batch_size, rng)
+    if preset.ae.variant == "v44" and rng.random() < SWAP_PROBABILITY:
+        real = swap_channels(real)
+    batch = {
+        "real": real,
+        "coords": coordinates.training_coordinates(preset, preset.train.batch_size, key),
+        "noise_seed": np.int64(np.random.default_rng([*key, _NOISE_STREAM]).integers(2 ** 31)),
+    }
+    if curve is not None:
+        batch["cond"] = curve
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses and helpers
+
+
+def ema_update(ema_vars: list, vars_: list, decay: float) -> None:
+    """``ema <- decay * ema + (1 - decay) * var`` for each pair."""
+    for e, v in zip(ema_vars, vars_):
+        e.assign(decay * e + (1.0 - decay) * tf.cast(v, e.dtype))
+
+
+def _split_critic_output(out) -> tuple:
+    """``(logit [B, 1], features or None)`` from a critic returning a logit or ``[logit, features]``."""
+    return (out[0], out[1]) if isinstance(out, (list, tuple)) else (out, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+
+
+class GANTrainer(loop.Trainer):
+    """Generator + critic (+ reconstruction head) + EMA generator on a latent store.
+
+    `lr` overrides ``preset.train.lr`` (and wins over a learning rate stored in a resumed checkpoint).
+    `init_from`: another run folder whose latest checkpoint provides the initial generator, critic,
+    EMA generator, reconstruction head and R1 switch (optimisers start fresh): fine-tuning.
+    `decode_fn(latents [T, 2D]) -> audio [samples, 2]` turns previews into audio (None: latents only).
+    Building seeds Keras/NumPy/Python globally with ``preset.train.seed`` (reproducible initial weights).
+    """
+
+    name = "gan"
+
+    def __init__(self, preset: Preset, run_dir: str, latents_dir: str, *, lr: float | None = None,
+                 init_from: str | None = None, decode_fn: DecodeFn | None = None,
+                 split: str = "train"):
+        super().__init__(preset, run_dir)
+        self.crops = LatentCrops.from_store(latents_dir, preset, split)
+        self.decode_fn = decode_fn
+        self.lr = preset.train.lr if lr is None else float(lr)
+        self.mixed = loop.use_mixed_precision(preset)
+        keras.utils.set_random_seed(preset.train.seed)
+        with loop.dtype_policy(loop.precision_policy(preset)):
+            self.generator, self.critic, self.critic_rec = gan.build_gan(preset)
+            self.gen_ema = gan.build_generator(preset)
+        self.gen_ema.set_weights(self.generator.get_weights())
+        self.g_opt = loop.make_optimizer(preset, self.lr, self.mixed)
+        self.d_opt = loop.make_optimizer(preset, self.lr, self.mixed)
+        self.switch = tf.Variable(-1.0, trainable=False, name="r1_switch")
+        self.finished_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="gan_step")
+        if init_from:
+            self._init_from(init_from)
+
+    # -- loop.Trainer interface ----------------------------------------------------------------
+
+    def models(self) -> dict:
+        out = {"generator": self.generator, "critic": self.critic, "gen_ema": self.gen_ema}
+        if self.critic_rec is not None:
+            out["critic_rec"] = self.critic_rec
+        return out
+
+    def optimizers(self) -> dict:
+        return {"generator": self.g_opt, "critic": self.d_opt}
+
+    def trainable_variables_for(self, optimizer_name: str) -> list:
+        if optimizer_name == "critic" and self.critic_rec is not None:
+            return self.critic.trainable_variables + self.critic_rec.trainable_variables
+        return super().trainable_variables_for(optimizer_name)
+
+    def extra_state(self) -> dict:
+        return {"r1_switch": self.switch, "gan_step": self.finished_steps}
+
+    def batches(self) -> Iterator[dict]:
+        """Endless batches from draw = finished steps on (called by `loop.fit` after any restore)."""
+        for opt in (self.g_opt, self.d_opt):
+            opt.learning_rate.assign(self.lr)  # a resumed checkpoint stores its own lr
+        return self._stream(int(self.finished_steps))
+
+    def _stream(self, draw: int) -> Iterator[dict]:
+        while True:
+            yield make_batch(self.preset, self.crops, draw)
+            draw += 1
+
+    def train_step(self, batch: dict) -> dict:
+        """One simultaneous G/D update (reference 4.9 / 4.10); returns losses and ``finite``."""
+        real = tf.expand_dims(tf.convert_to_tensor(batch["real"], tf.float32), 1)  # [B,1,T,2D]
+        cond = batch.get("cond")
+        coords = batch["coords"] if cond is None else gan.append_condition(batch["coords"], cond)
+        reseed_noise(self.generator, batch["noise_seed"])
+        old_switch = self.switch.read_value()
+        g_vars = self.trainable_variables_for("generator")
+        d_vars = self.trainable_variables_for("critic")
+        with tf.GradientTape() as d_tape:
+            with tf.GradientTape() as g_tape:  # the generator's tape skips the penalty graph
+                fake = self.generator(coords, training=True)
+                fake_logit, _ = _split_critic_output(self._critic(fake, cond))
+                g_loss = losses.hinge_generator(fake_logit)
+                g_scaled = loop.scale_loss(self.g_opt, g_loss)
+            logs = {**self._critic_losses(real, fake_logit, cond), "g_loss": g_loss}
+            d_scaled = loop.scale_loss(self.d_opt, logs["d_loss"])
+        g_grads = g_tape.gradient(g_scaled, g_vars)
+        d_grads = d_tape.gradient(d_scaled, d_vars)
+        finite = loop.update_is_finite(list(logs.values()), g_grads + d_grads, self.mixed)
+        loop.apply_if_finite(self.g_opt, g_grads, g_vars, finite)
+        loop.apply_if_finite(self.d_opt, d_grads, d_vars, finite)
+        tf.cond(finite, self._after_update, lambda: self._revert_switch(old_switch))
+        return {**logs, "lr": tf.identity(self.g_opt.learning_rate), "finite": finite}
+
+    def preview(self, out_dir: str) -> None:
+        """Four EMA-generator windows (fixed seeds) as ``latents{i}.npy``; with `decode_fn` also
+        ``out{i}.wav`` and ``output.png`` (display mel spectrograms)."""
+        os.makedirs(out_dir, exist_ok=True)
+        windows = generate_preview(self.preset, self.gen_ema)
+        for i, latents in enumerate(windows, start=1):
+            np.save(os.path.join(out_dir, f"latents{i}.npy"), latents)
+        if self.decode_fn is None:
+            return
+        audios = [np.asarray(self.decode_fn(latents)) for latents in windows]
+        sr = self.preset.audio.sample_rate
+        for i, audio in enumerate(audios, start=1):
+            save_audio(os.path.join(out_dir, f"out{i}.wav"), audio, sr)
+        save_spectrogram_png(os.path.join(out_dir, "output.png"), audios, self.preset.audio,
+                             titles=[f"Generated{i}" for i in range(1, len(audios) + 1)])
+
+    # -- pieces of the step --------------------------------------------------------------------
+
+    def _critic(self, latents, cond):
+        """Critic on ``[B,1,T,2D]`` windows, with the condition channel appended when conditioned."""
+        x = latents if cond is None else gan.append_condition(latents, cond)
+        return self.critic(x, training=True)
+
+    def _critic_losses(self, real, fake_logit, cond) -> dict:
+        """Hinge terms, the variant's penalty (+ reconstruction) and ``d_loss``; scalars."""
+        seen = {}
+
+        def critic_on_real(x, training=True):  # records the real call for reuse
+            seen["out"] = self._critic(x, cond)
+            return seen["out"]
+
+        t, v44 = self.preset.train, self.preset.ae.variant == "v44"
+        penalty_fn = losses.r1_penalty if v44 else losses.one_centred_gradient_penalty
+        penalty = penalty_fn(critic_on_real, real)
+        real_logit, real_feats = _split_critic_output(seen["out"])
+        if v44:  # adaptive weight, updated from this step's logits and used at once
+            switch = losses.update_r1_switch(self.switch, real_logit, fake_logit)
+            weight = t.gp_max_weight * -tf.stop_gradient(tf.identity(switch))
+            logs = {"r1": penalty, "gp_weight": weight}
+        else:
+            weight, logs = t.gp_max_weight, {"gp": penalty}
+        logs["d_loss_r"], logs["d_loss_f"] = losses.hinge_critic(real_logit, fake_logit)
+        d_loss = 0.5 * (logs["d_loss_r"] + logs["d_loss_f"]) + weight * penalty
+        if self.critic_rec is not None:
+            logs["rec_loss"] = losses.msesum(real, self.critic_rec(real_feats, training=True))
+            d_loss += REC_WEIGHT * logs["rec_loss"]
+        logs["d_loss"] = d_loss
+        return logs
+
+    def _after_update(self):
+        ema_update(self.gen_ema.weights, self.generator.weights, self.preset.train.ema_decay)
+        self.finished_steps.assign_add(1)
+        return tf.constant(True)
+
+    def _revert_switch(self, old):
+        self.switch.assign(old)
+        return tf.constant(False)
+
+    def _init_from(self, run_dir: str) -> None:
+        """Load models and R1 switch from `run_dir`'s latest checkpoint (optimisers stay fresh)."""
+        path = tf.train.latest_checkpoint(os.path.join(run_dir, loop.CHECKPOINT_DIR))
+        if path is None:
+            raise FileNotFoundError(f"{run_dir}: no checkpoint under {loop.CHECKPOINT_DIR}/ to "
+                                    "fine-tune from")
+        ckpt = tf.train.Checkpoint(**self.models(), r1_switch=self.switch)
+        try:
+            ckpt.restore(path).expect_partial().assert_existing_objects_matched()
+        except (AssertionError, ValueError) as err:
+            raise ValueError(f"{path}: checkpoint does not fit this preset's networks (compare "
+                             f"preset.json in {run_dir}): {err}") from err
+
+
+def generate_preview(preset: Preset, generator: keras.Model, n: int = PREVIEW_WINDOWS) -> np.ndarray:
+    """`n` independent windows ``[n, latlen, 2D]`` from the inference sampler with fixed seeds.
+
+    Window i uses path seed ``(preset.train.seed, i)`` and, when conditioned, the constant condition
+    ``(i + 0.5) / n``; the generator's noise is reseeded, so previews of one checkpoint repeat.
+    """
+    coords = np.concatenate([coordinates.inference_coordinates(
+        preset, 1, PREVIEW_BOUND, (preset.train.seed, i)) for i in range(n)])
+    if gan.condition_channels(preset):
+        levels = (np.arange(n, dtype=np.float32) + 0.5) / n
+        coords = gan.append_condition(coords, np.repeat(levels[:, None], preset.gan.latlen, 1))
+    reseed_noise(generator, preset.train.seed)
+    return np.asarray(generator(coords, training=False))[:, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def train_gan(preset: Preset, latents_dir: str, run_dir: str, steps: int | None = None,
+              resume: bool = True, init_from: str | None = None, lr: float | None = None,
+              decode_fn: DecodeFn | None = None, progress: bool = True) -> dict:
+    """Train the latent GAN on the store in `latents_dir`, checkpointing into `run_dir`.
+
+    `steps`: total steps (default ``preset.train.steps``); `resume` continues `run_dir`'s latest
+    checkpoint (it takes precedence over `init_from`); `init_from`/`lr`: fine-tune from another
+    run with a fresh optimiser at this learning rate. Returns the last logged running means.
+    """
+    trainer = GANTrainer(preset, run_dir, latents_dir, lr=lr, init_from=init_from,
+                         decode_fn=decode_fn)
+    return loop.fit(trainer, steps, resume=resume, progress=progress)

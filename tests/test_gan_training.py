@@ -1,0 +1,299 @@
+"""Latent-GAN training stage: data crops, one step per variant, EMA, NaN, resume, fine-tune, learning."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import keras
+import pytest
+
+from musika_tf import config, coordinates, gan
+from musika_tf.data.latents import LatentWriter
+from musika_tf.layers import reseed_noise
+from musika_tf.training import gan as G
+from musika_tf.training import loop
+
+TINY = config.get_preset("tiny", save_every=10_000, log_every=10)
+# The paper variant at tiny widths, with the reconstruction head and density conditioning.
+TINY22 = config.get_preset("paper22", base_channels=8, coorddepth=16, latent_dim=16, latlen=128,
+                           max_lat_len=256, batch_size=2, critic_reconstruction=True,
+                           cond="density", save_every=10_000)
+
+
+def write_store(folder, preset, chunks=4, lengths=None, seed=0, make=None) -> str:
+    """A latent store of random (or `make(rng, length)`) chunks with density and tempo."""
+    rng = np.random.default_rng(seed)
+    writer = LatentWriter(str(folder), "chunks", "test", preset.to_dict())
+    for i, length in enumerate(lengths or [preset.gan.max_lat_len] * chunks):
+        latents = (make(rng, length) if make else
+                   rng.standard_normal((length, preset.stereo_latent_dim)))
+        writer.add(latents, f"song{i}.wav", density=rng.uniform(0, 1, length),
+                   tempo=rng.uniform(0, 1))
+    return writer.close()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_store(tmp_path_factory.mktemp("latents") / "store", TINY)
+
+
+def _trainer(preset, store_dir, run_dir, **kw) -> G.GANTrainer:
+    return G.GANTrainer(preset, str(run_dir), store_dir, **kw)
+
+
+def _weights(model) -> list:
+    return [np.array(w) for w in model.weights]
+
+
+def _assert_same(a: list, b: list):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def test_crops_are_windows_of_the_stored_arrays_with_aligned_conditions(tmp_path):
+    latlen = 16
+    lengths = [10, 40, 16]  # the first is too short and must never be drawn
+    entries = [{"latents": np.arange(n * 4, dtype=np.float32).reshape(n, 4) + 1000 * i,
+                "density": np.arange(n, dtype=np.float32) / 100 + i, "tempo": np.float32(0.25 * i)}
+               for i, n in enumerate(lengths)]
+    rng = np.random.default_rng(0)
+    for cond in ("density", "tempo"):
+        crops = G.LatentCrops(entries, latlen, cond)
+        real, curve = crops.sample(64, rng)
+        assert real.shape == (64, latlen, 4) and curve.shape == (64, latlen)
+        source = (real[:, 0, 0] // 1000).astype(int)
+        assert set(source) == {1, 2}
+        start = (real[:, 0, 0] % 1000).astype(int) // 4
+        assert start.max() > 10  # offsets cover the array, not only its start
+        for k in range(64):
+            expect = entries[source[k]]["latents"][start[k]:start[k] + latlen]
+            np.testing.assert_array_equal(real[k], expect)
+            if cond == "density":
+                np.testing.assert_allclose(curve[k], entries[source[k]]["density"][start[k]:][:latlen])
+            else:
+                np.testing.assert_array_equal(curve[k], 0.25 * source[k])
+    assert G.LatentCrops(entries, latlen).sample(2, rng)[1] is None
+    with pytest.raises(ValueError, match="at least latlen"):
+        G.LatentCrops(entries[:1], latlen)
+    with pytest.raises(ValueError, match="no 'density'"):
+        G.LatentCrops([{"latents": entries[1]["latents"]}], latlen, "density")
+
+
+def test_batches_are_seeded_and_v44_swaps_channels(store):
+    crops = G.LatentCrops.from_store(store, TINY)
+    a, b = G.make_batch(TINY, crops, 7), G.make_batch(TINY, crops, 7)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert a["real"].shape == (4, 128, 32) and a["coords"].shape == (4, 128, 32)
+    assert "cond" not in a
+    assert not np.array_equal(a["coords"], G.make_batch(TINY, crops, 8)["coords"])
+    x = np.arange(6.0).reshape(1, 6)
+    np.testing.assert_array_equal(G.swap_channels(x), [[3, 4, 5, 0, 1, 2]])
+
+    v22 = TINY.with_overrides(variant="v22")  # same crops, never swapped
+    flags = []
+    for draw in range(40):
+        real, plain = (G.make_batch(p, crops, draw)["real"] for p in (TINY, v22))
+        flags.append(not np.array_equal(real, plain))
+        np.testing.assert_array_equal(real, G.swap_channels(plain) if flags[-1] else plain)
+    assert 8 < sum(flags) < 32
+
+
+# ---------------------------------------------------------------------------------------------
+# One step of each variant; EMA; NaN guard; mixed precision
+
+
+def _step(trainer, draw=0) -> dict:
+    logs = trainer.train_step(G.make_batch(trainer.preset, trainer.crops, draw))
+    return {k: float(v) for k, v in logs.items()}
+
+
+def test_v44_step_is_finite_and_ema_follows_its_formula(store, tmp_path):
+    trainer = _trainer(TINY, store, tmp_path)
+    assert set(trainer.models()) == {"generator", "critic", "gen_ema"}
+    _assert_same(_weights(trainer.gen_ema), _weights(trainer.generator))  # EMA starts at G
+    ema_before = _weights(trainer.gen_ema)
+    critic_before = _weights(trainer.critic)
+    logs = _step(trainer)
+    assert logs.pop("finite") == 1.0
+    assert set(logs) == {"r1", "gp_weight", "d_loss_r", "d_loss_f", "d_loss", "g_loss", "lr"}
+    assert all(np.isfinite(v) for v in logs.values())
+    np.testing.assert_allclose(
+        logs["d_loss"], 0.5 * (logs["d_loss_r"] + logs["d_loss_f"]) + logs["gp_weight"] * logs["r1"],
+        rtol=1e-5)
+    # the switch starts at -1 and moved by 1e-4 (clipped to [-1, 0]) before the penalty used it
+    switch = float(trainer.switch.numpy())
+    assert switch in (pytest.approx(-1.0), pytest.approx(-1.0 + 1e-4))
+    assert logs["gp_weight"] == pytest.approx(-10.0 * switch, rel=1e-6)
+    assert int(trainer.finished_steps.numpy()) == 1
+    assert any(not np.array_equal(a, b) for a, b in zip(critic_before, _weights(trainer.critic)))
+    d = TINY.train.ema_decay
+    for ema_old, ema_new, gen in zip(ema_before, _weights(trainer.gen_ema), _weights(trainer.generator)):
+        np.testing.assert_allclose(ema_new, d * ema_old + (1 - d) * gen, rtol=1e-5, atol=1e-7)
+
+
+def test_v22_step_with_reconstruction_head_and_condition(tmp_path):
+    store = write_store(tmp_path / "store", TINY22, chunks=2)
+    trainer = _trainer(TINY22, store, tmp_path / "run")
+    assert trainer.critic_rec is not None
+    n_critic = len(trainer.critic.trainable_variables)
+    assert len(trainer.trainable_variables_for("critic")) == (
+        n_critic + len(trainer.critic_rec.trainable_variables))
+    rec_before = _weights(trainer.critic_rec)
+    logs = _step(trainer)
+    assert logs.pop("finite") == 1.0
+    assert set(logs) == {"gp", "d_loss_r", "d_loss_f", "rec_loss", "d_loss", "g_loss", "lr"}
+    assert all(np.isfinite(v) for v in logs.values())
+    expect = 0.5 * (logs["d_loss_r"] + logs["d_loss_f"]) + 10 * logs["gp"] + 10 * logs["rec_loss"]
+    np.testing.assert_allclose(logs["d_loss"], expect, rtol=1e-5)
+    assert any(not np.array_equal(a, b) for a, b in zip(rec_before, _weights(trainer.critic_rec)))
+    assert "r1_switch" in trainer.extra_state()
+
+
+def test_nan_step_changes_nothing(store, tmp_path):
+    trainer = _trainer(TINY, store, tmp_path)
+    _step(trainer)  # build optimiser slots and move the switch off its start
+    state = [_weights(m) for m in trainer.models().values()]
+    opt_state = [np.array(v) for o in trainer.optimizers().values() for v in o.variables]
+    switch = float(trainer.switch.numpy())
+    batch = G.make_batch(TINY, trainer.crops, 1)
+    batch["real"] = batch["real"] * np.nan
+    assert not bool(trainer.train_step(batch)["finite"])
+    for before, model in zip(state, trainer.models().values()):
+        _assert_same(before, _weights(model))
+    _assert_same(opt_state, [np.array(v) for o in trainer.optimizers().values() for v in o.variables])
+    assert float(trainer.switch.numpy()) == switch
+    assert int(trainer.finished_steps.numpy()) == 1
+
+
+def test_mixed_precision_step_uses_loss_scaling(store, tmp_path):
+    trainer = _trainer(TINY.with_overrides(mixed_precision="on"), store, tmp_path)
+    assert isinstance(trainer.g_opt, keras.optimizers.LossScaleOptimizer)
+    assert trainer.critic.get_layer("1c").compute_dtype == "float16"
+    assert trainer.generator.weights[0].dtype == "float32"
+    logs = _step(trainer)
+    assert logs.pop("finite") == 1.0 and all(np.isfinite(v) for v in logs.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditioning
+
+
+def test_generator_output_follows_the_density_condition(tmp_path):
+    store = write_store(tmp_path / "store", TINY22, chunks=2)
+    trainer = _trainer(TINY22, store, tmp_path / "run")
+    batch = G.make_batch(TINY22, trainer.crops, 0)
+    assert batch["cond"].shape == (2, 128)
+    _step(trainer)  # noise weights move off zero, so the reseeding matters
+    coords = batch["coords"]
+
+    def generate(curve):
+        reseed_noise(trainer.generator, 5)
+        return trainer.generator(gan.append_condition(coords, curve), training=False).numpy()
+
+    low, high = np.full((2, 128), 0.1, np.float32), np.full((2, 128), 0.9, np.float32)
+    np.testing.assert_array_equal(generate(low), generate(low))
+    assert np.abs(generate(low) - generate(high)).mean() > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: resume, fine-tuning, previews
+
+
+def _state(trainer) -> dict:
+    return {"generator": _weights(trainer.generator), "gen_ema": _weights(trainer.gen_ema),
+            "critic": _weights(trainer.critic),
+            "opt": [np.array(v) for o in trainer.optimizers().values() for v in o.variables],
+            "switch": [trainer.switch.numpy()], "steps": [trainer.finished_steps.numpy()]}
+
+
+@pytest.fixture(scope="module")
+def two_step_run(store, tmp_path_factory) -> tuple[str, dict]:
+    """A run folder checkpointed after 2 steps by `loop.fit`, and the trainer's state then."""
+    run = str(tmp_path_factory.mktemp("runs") / "two")
+    trainer = _trainer(TINY, store, run)
+    loop.fit(trainer, steps=2, progress=False, preview=False)
+    return run, _state(trainer)
+
+
+def test_resume_is_identical_to_an_uninterrupted_run(store, two_step_run, tmp_path):
+    straight = _trainer(TINY, store, tmp_path / "straight")
+    loop.fit(straight, steps=4, progress=False, preview=False)
+    shutil.copytree(two_step_run[0], tmp_path / "resumed")
+    resumed = _trainer(TINY, store, tmp_path / "resumed")
+    loop.fit(resumed, steps=4, progress=False, preview=False)
+    a, b = _state(straight), _state(resumed)
+    assert int(b["steps"][0]) == 4
+    for key in a:
+        _assert_same(a[key], b[key])
+
+
+def test_fine_tune_starts_from_another_run_with_fresh_optimisers(store, two_step_run, tmp_path):
+    base_dir, base = two_step_run
+    tuned = _trainer(TINY, store, tmp_path / "tuned", init_from=base_dir, lr=3e-5)
+    for name in ("generator", "critic", "gen_ema", "switch"):
+        _assert_same(base[name], _state(tuned)[name])
+    assert int(tuned.g_opt.iterations) == 0 and int(tuned.finished_steps.numpy()) == 0
+    tuned.batches()  # the learning rate is (re)applied when batches start, after any restore
+    assert float(tuned.g_opt.learning_rate) == pytest.approx(3e-5)
+    with pytest.raises(FileNotFoundError):
+        _trainer(TINY, store, tmp_path / "x", init_from=str(tmp_path / "nothing"))
+    wider = TINY.with_overrides(base_channels=16)
+    with pytest.raises(ValueError, match="does not fit"):
+        _trainer(wider, store, tmp_path / "y", init_from=base_dir)
+
+
+def test_preview_writes_latents_audio_and_png(store, tmp_path):
+    trainer = _trainer(TINY, store, tmp_path, decode_fn=lambda z: np.repeat(z[:, :2], 64, 0) * 0.1)
+    out = tmp_path / "preview"
+    trainer.preview(str(out))
+    names = sorted(os.listdir(out))
+    assert names == sorted([f"latents{i}.npy" for i in range(1, 5)] +
+                           [f"out{i}.wav" for i in range(1, 5)] + ["output.png"])
+    first = np.load(out / "latents1.npy")
+    assert first.shape == (128, 32)
+    trainer.preview(str(tmp_path / "again"))  # fixed seeds: previews of one state repeat
+    np.testing.assert_array_equal(first, np.load(tmp_path / "again" / "latents1.npy"))
+    assert not np.array_equal(first, np.load(out / "latents2.npy"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning
+
+
+MEANS = np.where(np.arange(32) % 2, 1.0, -1.0)  # per-channel means of the synthetic latents
+STD = 0.25
+
+
+def _stat_errors(latents: np.ndarray) -> tuple[float, float]:
+    """Mean over channels of |mean - MEANS| and |std - STD| of windows ``[N, T, 32]``."""
+    x = latents.reshape(-1, latents.shape[-1])
+    return float(np.abs(x.mean(0) - MEANS).mean()), float(np.abs(x.std(0) - STD).mean())
+
+
+def test_gan_moves_generated_statistics_towards_the_data(tmp_path):
+    """Latents are N(MEANS[c], STD^2), i.i.d.; after 600 steps (~25 s) the EMA generator's per-
+    channel mean error must fall below 35% of its initial value and mean+std error below 60%."""
+    preset = TINY.with_overrides(ema_decay=0.98)
+    store = write_store(tmp_path / "store", preset, chunks=16,
+                        make=lambda rng, n: MEANS + STD * rng.standard_normal((n, 32)))
+    trainer = _trainer(preset, store, tmp_path / "run", lr=1e-3)
+    coords = coordinates.training_coordinates(preset, 32, 123)
+
+    def errors(model):
+        reseed_noise(model, 0)
+        return _stat_errors(model(coords, training=False).numpy()[:, 0])
+
+    mean0, std0 = errors(trainer.gen_ema)
+    assert mean0 > 0.5  # the untrained generator is far from the data
+    loop.fit(trainer, steps=600, progress=False, preview=False)
+    mean1, std1 = errors(trainer.gen_ema)
+    assert mean1 < 0.35 * mean0, (mean0, mean1)
+    assert mean1 + std1 < 0.6 * (mean0 + std0), (mean0, std0, mean1, std1)
