@@ -16,6 +16,12 @@ def l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
 
 
+def msesum(target: tf.Tensor, pred: tf.Tensor) -> tf.Tensor:
+    """Reference ``msesum``: mean over all but the channel axis of ``sum_c (x - y)^2 + 1e-7``."""
+    diff = tf.cast(target, tf.float32) - tf.cast(pred, tf.float32)
+    return tf.reduce_mean(tf.reduce_sum(tf.square(diff), axis=-1) + 1e-7)
+
+
 def hinge_critic(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Hinge critic terms ``(mean relu(1 - D(real)), mean relu(1 + D(fake)))``."""
     real = tf.reduce_mean(tf.nn.relu(1.0 - tf.cast(real_logits, tf.float32)))

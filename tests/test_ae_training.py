@@ -147,3 +147,13 @@ def test_encode_dataset_writes_a_store_with_metadata(tmp_path, mode):
     decoded = encoding.decode_store(model, str(tmp_path / "latents"), str(tmp_path / "wavs"),
                                     progress=False)
     assert len(decoded) == len(index["entries"])
+
+
+def test_mixed_precision_steps_run_with_loss_scaling(files, tmp_path):
+    preset = PRESET.with_overrides(mixed_precision="on")
+    trainer = ae.AE2Trainer(preset, str(tmp_path), files)
+    assert trainer.ae.decoder2.layers[-1].compute_dtype == "float16" or any(
+        layer.compute_dtype == "float16" for layer in trainer.ae.decoder2.layers)
+    assert isinstance(trainer.opt_gen, __import__("keras").optimizers.LossScaleOptimizer)
+    logs = trainer.train_step(next(trainer.batches()))
+    assert bool(logs.pop("finite")) and all(np.isfinite(float(v)) for v in logs.values())

@@ -62,11 +62,17 @@ class _AETrainer(loop.Trainer):
     def __init__(self, preset: Preset, run_dir: str, files: list[CachedAudio],
                  preview_files: list[CachedAudio] | None = None):
         super().__init__(preset, run_dir)
-        self.ae = Autoencoder.build(preset)
+        self.mixed = loop.use_mixed_precision(preset)
+        with loop.dtype_policy(loop.precision_policy(preset)):
+            self.ae = Autoencoder.build(preset)
         self.cfg = preset.audio
         self.files = files
         self.preview_audio = _preview_excerpt(preview_files or files, preset)
-        self.mixed = loop.use_mixed_precision(preset)
+
+    def build_critic(self):
+        """A fresh spectrogram critic under the run's precision policy."""
+        with loop.dtype_policy(loop.precision_policy(self.preset)):
+            return build_spec_critic(self.preset)
 
     def batches(self):
         t = self.preset.train
@@ -85,17 +91,6 @@ class _AETrainer(loop.Trainer):
         ms = losses.multiscale_spectral_distance(wave, fake_wave, t.ms_fft_sizes)
         return {"d_real": d_real, "d_fake": d_fake, "d_total": d_real + d_fake, "adv": adv,
                 "rec": rec, "ms": ms, "g_total": adv + t.lambda_rec * rec + t.lambda_ms * ms}
-
-    def adversarial_update(self, tape, logs: dict, gen_vars: list, critic, gen_opt, critic_opt):
-        """Simultaneous update of the decoder side and the critic from one forward pass (the
-        losses in `logs` must have been computed under `tape`)."""
-        d_total = logs["d_total"]
-        gen_grads = tape.gradient(logs["g_total"], gen_vars)
-        critic_grads = tape.gradient(d_total, critic.trainable_variables)
-        finite = loop.all_finite(logs["g_total"], d_total, *gen_grads, *critic_grads)
-        loop.apply_if_finite(gen_opt, gen_grads, gen_vars, finite)
-        loop.apply_if_finite(critic_opt, critic_grads, critic.trainable_variables, finite)
-        return finite
 
     def reconstruct(self, audio: np.ndarray) -> np.ndarray:
         """Stereo reconstruction of `audio` through this stage's path (for previews)."""
@@ -142,10 +137,11 @@ class AE1Phase1Trainer(_AETrainer):
             magnitude, _ = self.ae.decoder(self.ae.encoder(encoder_input(spec), training=True),
                                            training=True)
             loss = losses.l1(magnitude, spec)
-        grads = tape.gradient(loss, variables)
+            scaled = loop.scale_loss(self.opt, loss)
+        grads = tape.gradient(scaled, variables)
         used = [(g, v) for g, v in zip(grads, variables) if g is not None]  # phase head unused
         grads, used_vars = [g for g, _ in used], [v for _, v in used]
-        finite = loop.all_finite(loss, *grads)
+        finite = loop.update_is_finite([loss], grads, self.mixed)
         loop.apply_if_finite(self.opt, grads, used_vars, finite)
         return {"l1": loss, "finite": finite}
 
@@ -156,36 +152,63 @@ class AE1Phase1Trainer(_AETrainer):
         return audio_lib.stereo_istft(magnitude, phase, self.cfg).numpy()
 
 
-class AE1Phase2Trainer(_AETrainer):
+class _AdversarialAETrainer(_AETrainer):
+    """A decoder side (named `gen_name`) trained through the iSTFT against a spectrogram critic.
+
+    Subclasses implement `decode_crop(spec) -> (fake_wave, extra_losses)`; every extra loss is
+    added to the decoder side's objective with weight ``lambda_rec``.
+    """
+
+    gen_name = "dec"
+
+    def __init__(self, *args, level1_from: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.critic = self.build_critic()
+        self.opt_gen = loop.make_optimizer(self.preset, mixed=self.mixed)
+        self.opt_critic = loop.make_optimizer(self.preset, mixed=self.mixed)
+        if level1_from:
+            restore_models(level1_from, enc=self.ae.encoder, dec=self.ae.decoder)
+
+    def optimizers(self):
+        return {self.gen_name: self.opt_gen, "critic": self.opt_critic}
+
+    def decode_crop(self, spec):
+        raise NotImplementedError
+
+    def train_step(self, wave):
+        spec = audio_lib.log_magnitude(wave, self.cfg)
+        gen_vars = self.trainable_variables_for(self.gen_name)
+        with tf.GradientTape(persistent=True) as tape:
+            fake_wave, extra = self.decode_crop(spec)
+            logs = self.waveform_losses(wave, spec, fake_wave, self.critic)
+            for name, value in extra.items():
+                logs[name] = value
+                logs["g_total"] = logs["g_total"] + self.preset.train.lambda_rec * value
+            gen_scaled = loop.scale_loss(self.opt_gen, logs["g_total"])
+            critic_scaled = loop.scale_loss(self.opt_critic, logs["d_total"])
+        # Simultaneous update of the decoder side and the critic from one forward pass.
+        critic_vars = self.critic.trainable_variables
+        gen_grads = tape.gradient(gen_scaled, gen_vars)
+        critic_grads = tape.gradient(critic_scaled, critic_vars)
+        finite = loop.update_is_finite([logs["g_total"], logs["d_total"]],
+                                       gen_grads + critic_grads, self.mixed)
+        loop.apply_if_finite(self.opt_gen, gen_grads, gen_vars, finite)
+        loop.apply_if_finite(self.opt_critic, critic_grads, critic_vars, finite)
+        return {**logs, "finite": finite}
+
+
+class AE1Phase2Trainer(_AdversarialAETrainer):
     """Level 1, phase 2: frozen ENC; DEC magnitude+phase through the iSTFT, adversarial."""
 
     name = "ae1_phase2"
 
-    def __init__(self, *args, init_from: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.critic = build_spec_critic(self.preset)
-        self.opt_dec = loop.make_optimizer(self.preset, mixed=self.mixed)
-        self.opt_critic = loop.make_optimizer(self.preset, mixed=self.mixed)
-        if init_from:
-            restore_models(init_from, enc=self.ae.encoder, dec=self.ae.decoder)
-
     def models(self):
         return {"enc": self.ae.encoder, "dec": self.ae.decoder, "critic": self.critic}
 
-    def optimizers(self):
-        return {"dec": self.opt_dec, "critic": self.opt_critic}
-
-    def train_step(self, wave):
-        spec = audio_lib.log_magnitude(wave, self.cfg)
+    def decode_crop(self, spec):
         z = self.ae.encoder(encoder_input(spec), training=False)
-        dec_vars = self.ae.decoder.trainable_variables
-        with tf.GradientTape(persistent=True) as tape:
-            magnitude, phase = self.ae.decoder(z, training=True)
-            fake_wave = audio_lib.istft(magnitude, phase, self.cfg)
-            logs = self.waveform_losses(wave, spec, fake_wave, self.critic)
-        finite = self.adversarial_update(tape, logs, dec_vars, self.critic, self.opt_dec,
-                                         self.opt_critic)
-        return {**logs, "finite": finite}
+        magnitude, phase = self.ae.decoder(z, training=True)
+        return audio_lib.istft(magnitude, phase, self.cfg), {}
 
     def reconstruct(self, audio):
         spec = audio_lib.stereo_log_magnitude(audio, self.cfg).numpy()
@@ -193,45 +216,27 @@ class AE1Phase2Trainer(_AETrainer):
         return audio_lib.stereo_istft(magnitude, phase, self.cfg).numpy()
 
 
-class AE2Trainer(_AETrainer):
+class AE2Trainer(_AdversarialAETrainer):
     """Level 2: ENC2 + DEC2 on frozen first-level latents, judged through the frozen DEC."""
 
     name = "ae2"
-
-    def __init__(self, *args, level1_run: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.critic = build_spec_critic(self.preset)
-        self.opt_ae2 = loop.make_optimizer(self.preset, mixed=self.mixed)
-        self.opt_critic = loop.make_optimizer(self.preset, mixed=self.mixed)
-        if level1_run:
-            restore_models(level1_run, enc=self.ae.encoder, dec=self.ae.decoder)
+    gen_name = "ae2"
 
     def models(self):
         return {"enc": self.ae.encoder, "dec": self.ae.decoder, "enc2": self.ae.encoder2,
                 "dec2": self.ae.decoder2, "critic": self.critic}
-
-    def optimizers(self):
-        return {"ae2": self.opt_ae2, "critic": self.opt_critic}
 
     def trainable_variables_for(self, name):
         if name == "ae2":
             return self.ae.encoder2.trainable_variables + self.ae.decoder2.trainable_variables
         return super().trainable_variables_for(name)
 
-    def train_step(self, wave):
-        spec = audio_lib.log_magnitude(wave, self.cfg)
+    def decode_crop(self, spec):
         latent1 = unfold(self.ae.encoder(encoder_input(spec), training=False), 2)  # [B,1,chunk,D1]
-        ae2_vars = self.trainable_variables_for("ae2")
-        with tf.GradientTape(persistent=True) as tape:
-            latent1_hat = self.ae.decoder2(self.ae.encoder2(latent1, training=True), training=True)
-            magnitude, phase = self.ae.decoder(fold(latent1_hat, 2), training=False)
-            fake_wave = audio_lib.istft(magnitude, phase, self.cfg)
-            logs = self.waveform_losses(wave, spec, fake_wave, self.critic)
-            logs["latent_l1"] = losses.l1(latent1_hat, latent1)
-            logs["g_total"] = logs["g_total"] + self.preset.train.lambda_rec * logs["latent_l1"]
-        finite = self.adversarial_update(tape, logs, ae2_vars, self.critic, self.opt_ae2,
-                                         self.opt_critic)
-        return {**logs, "finite": finite}
+        latent1_hat = self.ae.decoder2(self.ae.encoder2(latent1, training=True), training=True)
+        magnitude, phase = self.ae.decoder(fold(latent1_hat, 2), training=False)
+        fake_wave = audio_lib.istft(magnitude, phase, self.cfg)
+        return fake_wave, {"latent_l1": losses.l1(latent1_hat, latent1)}
 
     def reconstruct(self, audio):
         spec = audio_lib.stereo_log_magnitude(audio, self.cfg).numpy()
@@ -262,7 +267,7 @@ def train_ae1(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int
         fresh = not (resume and tf.train.latest_checkpoint(
             os.path.join(dirs["ae1_phase2"], loop.CHECKPOINT_DIR)))
         phase2 = AE1Phase2Trainer(preset, dirs["ae1_phase2"], files, preview_files,
-                                  init_from=dirs["ae1_phase1"] if fresh else None)
+                                  level1_from=dirs["ae1_phase1"] if fresh else None)
         logs["phase2"] = loop.fit(phase2, total - phase1_steps, resume=resume, progress=progress)
     return logs
 
@@ -281,7 +286,7 @@ def train_ae2(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int
     dirs = stage_dirs(run_dir)
     fresh = not (resume and tf.train.latest_checkpoint(os.path.join(dirs["ae2"], loop.CHECKPOINT_DIR)))
     trainer = AE2Trainer(preset, dirs["ae2"], files, preview_files,
-                         level1_run=level1_dir(run_dir) if fresh else None)
+                         level1_from=level1_dir(run_dir) if fresh else None)
     return loop.fit(trainer, preset.train.ae2_steps if steps is None else steps, resume=resume,
                     progress=progress)
 

@@ -11,6 +11,7 @@ crash mid-save leaves the previous checkpoint as the latest valid one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Iterator
@@ -44,6 +45,35 @@ def make_optimizer(preset: Preset, lr: float | None = None, mixed: bool = False)
     opt = keras.optimizers.Adam(learning_rate=t.lr if lr is None else lr, beta_1=t.beta1,
                                 beta_2=t.beta2)
     return keras.optimizers.LossScaleOptimizer(opt) if mixed else opt
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build layers under Keras dtype policy `name` (e.g. ``mixed_float16``), then restore the old one."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
+def precision_policy(preset: Preset) -> str:
+    """The Keras dtype policy models of this preset are built under."""
+    return "mixed_float16" if use_mixed_precision(preset) else "float32"
+
+
+def scale_loss(optimizer, loss: tf.Tensor) -> tf.Tensor:
+    """The loss a tape differentiates: scaled by a loss-scale optimiser, else unchanged."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.scale_loss(loss)
+    return loss
+
+
+def update_is_finite(losses_: list, grads: list, mixed: bool) -> tf.Tensor:
+    """Whether a step may be applied: finite losses, and finite gradients unless a loss-scale
+    optimiser (mixed precision) handles overflowing gradients itself."""
+    return all_finite(*losses_, *([] if mixed else grads))
 
 
 def all_finite(*tensors) -> tf.Tensor:
