@@ -264,9 +264,13 @@ def from_chunks(z: np.ndarray, channels: int, length: int) -> np.ndarray:
     return z.reshape(channels, -1, z.shape[-1])[:, :length]
 
 
-def _compiled(fn):
-    """``fn`` as a `tf.function` taking one float32 batch with a free batch size."""
-    return tf.function(fn, reduce_retracing=True)
+def _compiled(fn, model: keras.Model, time_factor: int = 1):
+    """``fn`` as a `tf.function` over float32 batches shaped like `model`'s input, with a free
+    batch size and the time axis (axis 2) multiplied by `time_factor` (callers that fold first):
+    one trace serves every batch size, so files of any length do not retrace."""
+    shape = list(model.input.shape)
+    shape[0], shape[2] = None, shape[2] * time_factor
+    return tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
 
 
 @dataclass
@@ -286,10 +290,10 @@ class Autoencoder:
 
     def __post_init__(self):
         # Chunk-level inference functions: chunks [n, ...] in, whole-chunk outputs [n, ...] out.
-        self._enc = _compiled(lambda x: unfold(self.encoder(x, training=False), 2))
-        self._enc2 = _compiled(lambda x: unfold(self.encoder2(x, training=False), 2))
-        self._dec2 = _compiled(lambda x: self.decoder2(fold(x, 2), training=False))
-        self._dec = _compiled(lambda x: self.decoder(fold(x, 2), training=False))
+        self._enc = _compiled(lambda x: unfold(self.encoder(x, training=False), 2), self.encoder)
+        self._enc2 = _compiled(lambda x: unfold(self.encoder2(x, training=False), 2), self.encoder2)
+        self._dec2 = _compiled(lambda x: self.decoder2(fold(x, 2), training=False), self.decoder2, 2)
+        self._dec = _compiled(lambda x: self.decoder(fold(x, 2), training=False), self.decoder, 2)
 
     @classmethod
     def build(cls, preset: Preset, batch_size: int = 32) -> "Autoencoder":
