@@ -70,18 +70,10 @@ def read_maestro(root: str, split: str | None = None) -> list[AudioItem]:
             f"{root}: no {MAESTRO_CSV_PATTERN} found; point --data at the MAESTRO root folder "
             "(the one holding maestro-v3.0.0.csv) or build the embedded set with "
             "`python -m musika_tf build-data maestro`")
-    items = []
-    with open(matches[-1], newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if split and row["split"] != split:
-                continue
-            items.append(AudioItem(
-                path=os.path.join(root, row["audio_filename"]),
-                split=row["split"],
-                title=f'{row["canonical_composer"]}: {row["canonical_title"]}',
-                duration=float(row["duration"]),
-            ))
-    return items
+    return [AudioItem(path=os.path.join(root, row["audio_filename"]), split=row["split"],
+                      title=f'{row["canonical_composer"]}: {row["canonical_title"]}',
+                      duration=float(row["duration"]))
+            for row in _csv_rows(matches[-1], split)]
 
 
 def read_techno(root: str, split: str | None = None) -> list[AudioItem]:
@@ -91,19 +83,16 @@ def read_techno(root: str, split: str | None = None) -> list[AudioItem]:
         raise FileNotFoundError(
             f"{root}: no {TECHNO_CSV} found; build the embedded set with "
             "`python -m musika_tf build-data techno`")
-    items = []
+    return [AudioItem(path=os.path.join(root, row["filename"]), split=row["split"],
+                      title=os.path.splitext(os.path.basename(row["filename"]))[0],
+                      duration=float(row["duration"]), tempo=float(row["tempo_bpm"]))
+            for row in _csv_rows(path, split)]
+
+
+def _csv_rows(path: str, split: str | None) -> list[dict]:
+    """Rows of a data-set CSV, optionally only those of one split."""
     with open(path, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if split and row["split"] != split:
-                continue
-            items.append(AudioItem(
-                path=os.path.join(root, row["filename"]),
-                split=row["split"],
-                title=os.path.splitext(os.path.basename(row["filename"]))[0],
-                duration=float(row["duration"]),
-                tempo=float(row["tempo_bpm"]),
-            ))
-    return items
+        return [row for row in csv.DictReader(fh) if not split or row["split"] == split]
 
 
 def read_folder(root: str) -> list[AudioItem]:
