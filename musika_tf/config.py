@@ -203,7 +203,8 @@ def _register(preset: Preset) -> Preset:
 
 MUSIKA44 = _register(Preset(name="musika44"))
 PAPER22 = _register(
-    Preset(name="paper22").with_overrides(sample_rate=22050, display_hop=256, beta1=0.9, **_V22_AE)
+    Preset(name="paper22").with_overrides(sample_rate=22050, display_hop=256, beta1=0.9,
+                                          critic_reconstruction=True, **_V22_AE)
 )
 TECHNO = _register(PAPER22.with_overrides(name="techno"))
 # The paper's piano second stage compresses 16 first-level frames (4096 samples) into 32 dims; its
