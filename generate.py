@@ -1,17 +1,121 @@
-"""Generate music with a trained musika-tf model: `python generate.py --model checkpoints/NAME`."""
+"""Generate stereo music with an exported musika-tf model.
+
+    python generate.py --model checkpoints/NAME --seconds 120 --num-samples 4 --seed 7 \\
+        --truncation 2.0 [--density 0.6 | --tempo 128] --out generations/ --format wav
+
+Sample i uses seed SEED+i; files are written block by block as OUT/NAME_seed{SEED+i}.{wav,flac}.
+A model folder is made by `python -m musika_tf export RUN checkpoints/NAME` (or `import-reference`).
+"""
+
+from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from musika_tf.faces import not_available
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="exported model folder under checkpoints/")
-    parser.add_argument("--seconds", type=float, default=120.0, help="length of each piece in seconds")
-    parser.parse_args(argv)
-    return not_available("generation")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True,
+                        help="exported model folder (saved_model.pb, variables/, preset.json, "
+                             "model_card.json), e.g. checkpoints/NAME")
+    parser.add_argument("--seconds", type=_positive(float), default=120.0,
+                        help="length of each piece in seconds; any positive length, cut exactly "
+                             "(default 120)")
+    parser.add_argument("--num-samples", type=_positive(int), default=1,
+                        help="number of pieces to generate (default 1)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the first piece; piece i uses SEED+i; the same seed "
+                             "gives the same audio (default 0)")
+    parser.add_argument("--truncation", type=_positive(float), default=2.0,
+                        help="truncation bound of the latent coordinates: lower = steadier, "
+                             "higher = more varied (reference UI range 0.1-3.9, default 2.0)")
+    cond = parser.add_mutually_exclusive_group()
+    cond.add_argument("--density", type=float, default=None,
+                      help="note density in onsets per second, e.g. 0.6 (sparse) to 10 (dense); "
+                           "only for models trained with density conditioning (default for those: "
+                           "the middle of the range, about 3 onsets/s)")
+    cond.add_argument("--tempo", type=float, default=None,
+                      help="tempo in BPM (60-200); only for models trained with tempo "
+                           "conditioning (default for those: 130 BPM, the middle of the range)")
+    parser.add_argument("--out", default="generations",
+                        help="output folder, created if missing (default generations/)")
+    parser.add_argument("--format", choices=("wav", "flac"), default="wav",
+                        help="wav (32-bit float) or flac (24-bit) (default wav)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def condition_value(cond: str, density: float | None, tempo: float | None) -> float | None:
+    """The network's normalised condition for the model's signal `cond` from the user's flags."""
+    from musika_tf.conditioning import CONDITION_UNITS, denormalise_condition, normalise_condition
+
+    given = {"density": density, "tempo": tempo}
+    for name, value in given.items():
+        if value is not None and name != cond:
+            trained = "without conditioning" if cond == "none" else f"with {cond} conditioning"
+            raise ValueError(f"--{name} is not supported: this model was trained {trained}")
+    if cond == "none":
+        return None
+    if given[cond] is None:
+        middle = float(denormalise_condition(cond, 0.5))
+        print(f"no --{cond} given: using {middle:.3g} {CONDITION_UNITS[cond]}", file=sys.stderr)
+        return 0.5
+    if given[cond] < 0:
+        raise ValueError(f"--{cond} must be >= 0 {CONDITION_UNITS[cond]}")
+    return float(normalise_condition(cond, given[cond]))
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """Generate the pieces; returns the written paths."""
+    from tqdm import tqdm
+
+    from musika_tf.config import load_preset
+    from musika_tf.export import check_folder
+
+    check_folder(args.model)
+    condition = condition_value(load_preset(args.model).gan.cond, args.density, args.tempo)
+
+    from musika_tf.inference import Engine, num_samples
+
+    engine = Engine.load(args.model)
+    name = os.path.basename(os.path.normpath(args.model))
+    rate = engine.sample_rate
+    total = num_samples(engine.preset, args.seconds) * args.num_samples / rate
+    paths = []
+    # unit: seconds of audio, so the displayed rate is the real-time factor
+    with tqdm(total=round(total, 2), unit="s", disable=args.quiet, desc="generating",
+              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}, "
+                         "{rate_fmt}]") as bar:
+        for i in range(args.num_samples):
+            seed = args.seed + i
+            path = os.path.join(args.out, f"{name}_seed{seed}.{args.format}")
+            paths.append(engine.generate_to_file(path, args.seconds, seed, args.truncation,
+                                                 condition, progress=lambda n: bar.update(n / rate)))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        paths = run(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
 
 
 if __name__ == "__main__":

@@ -228,13 +228,22 @@ def istft(log_mag: tf.Tensor, phase: tf.Tensor, cfg: AudioConfig) -> tf.Tensor:
     ``A = sqrt(10^((S*sigma + mu)/10) + 1e-7)``, ``phi = pi * Phase``; least-squares inverse STFT
     with the dual of the periodic Hann window (reference 1.4). Output length (F-1)*hop + 4*hop.
     """
-    db = tf.cast(log_mag, tf.float32) * cfg.sigma + cfg.mu
-    amplitude = tf.sqrt(tf.pow(10.0, db / 10.0) + AMPLITUDE_EPS)
-    angle = tf.cast(phase, tf.float32) * math.pi
-    spec = tf.complex(amplitude * tf.cos(angle), amplitude * tf.sin(angle))
     hop = cfg.hop
-    return tf.signal.inverse_stft(spec, frame_length=4 * hop, frame_step=hop, fft_length=4 * hop,
+    return tf.signal.inverse_stft(complex_spectrum(log_mag, phase, cfg), frame_length=4 * hop,
+                                  frame_step=hop, fft_length=4 * hop,
                                   window_fn=tf.signal.inverse_stft_window_fn(hop))
+
+
+def complex_spectrum(log_mag: tf.Tensor, phase: tf.Tensor, cfg: AudioConfig) -> tf.Tensor:
+    """Normalised log-magnitude and phase ``[..., frames, bins]`` -> complex STFT ``A * exp(i phi)``.
+
+    ``A = sqrt(10^((S*sigma + mu)/10) + 1e-7)`` with the power computed as ``exp(x ln 10)``
+    (several times faster than `tf.pow` on CPU; equal up to float32 rounding).
+    """
+    db = tf.cast(log_mag, tf.float32) * cfg.sigma + cfg.mu
+    amplitude = tf.sqrt(tf.exp(db * (math.log(10.0) / 10.0)) + AMPLITUDE_EPS)
+    angle = tf.cast(phase, tf.float32) * math.pi
+    return tf.complex(amplitude * tf.cos(angle), amplitude * tf.sin(angle))
 
 
 def stereo_log_magnitude(audio: np.ndarray | tf.Tensor, cfg: AudioConfig) -> tf.Tensor:

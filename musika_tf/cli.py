@@ -56,6 +56,40 @@ def _show_preset(args: argparse.Namespace) -> None:
     print(json.dumps(config.preset_from_args(args).to_dict(), indent=2))
 
 
+# --- model export (musika_tf.export) ----------------------------------------------------------
+
+
+def _export(args: argparse.Namespace) -> None:
+    import os
+
+    from .export import export_from_run
+
+    run_dir = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.join("runs", args.checkpoint)
+    card = {key: value for key, value in (("data", args.data), ("notes", args.notes)) if value}
+    try:
+        out = export_from_run(run_dir, args.out, args.autoencoder, card, args.overwrite)
+    except FileExistsError as error:
+        raise ValueError(f"{error} (or pass --overwrite)") from None
+    print(f"exported {out}")
+
+
+def _add_export_verb(verbs) -> None:
+    p = verbs.add_parser("export", help="GAN training run -> model folder (SavedModel, preset, card)")
+    p.add_argument("checkpoint", help="run name or folder (runs/NAME, or its gan/ folder); the latest "
+                   "checkpoint's EMA generator is exported")
+    p.add_argument("out", help="destination model folder, e.g. checkpoints/NAME")
+    p.add_argument("--autoencoder", default=None,
+                   help="run folder whose ae2/ holds the autoencoder (default: the GAN run's own)")
+    p.add_argument("--data", default=None,
+                   help="training data for the model card (default: the run's latent store names)")
+    p.add_argument("--notes", default=None, help="free text for the model card")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
+    p.set_defaults(func=_export)
+
+
+# --- end of model export -----------------------------------------------------------------------
+
+
 # --- reference compatibility verbs: original Musika checkpoints (musika_tf.reference*) ---------
 
 _REFERENCE_PRESETS = ("musika44", "paper22")
@@ -136,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_decode)
 
     _add_reference_verbs(verbs)
+    _add_export_verb(verbs)
 
     p = verbs.add_parser("preset", help="print a preset (with overrides) as JSON")
     config.add_preset_arguments(p)

@@ -1,0 +1,428 @@
+"""Inference engine: seed, length, variety and condition -> stereo audio, in blocks, forever if asked.
+
+The one path (reference section 6.1, reorganised for bounded memory and exact lengths)::
+
+    CoordinateStream ──W windows──▶ generator ──▶ latent buffer [T, 2D]
+        ──U latents──▶ DEC2 ──▶ DEC ──▶ magnitude/phase ──▶ windowed iSTFT frames
+        ──overlap-add with the last 3 frames carried over──▶ audio block [U*fpl*hop, 2]
+
+Work happens in two kinds of fixed-size units (`BlockLayout`):
+
+- a *generator block*: ``windows_per_block`` consecutive windows of the seeded coordinate path in one
+  generator call, its injected noise reseeded from ``(seed, block index)``;
+- a *decode unit*: ``U = decode_chunks * latents_per_chunk`` consecutive latents (both audio channels,
+  ``2 * decode_chunks`` AE chunks) through DEC2 and DEC in one call, noise reseeded from
+  ``(seed, unit index)``. Chunks are decoded independently, so a unit depends on its own latents only.
+
+Because every random draw is keyed by a unit's index and every call has the same shape, the audio is a
+pure function of (model, layout, seed, bound, condition): a finite piece is exactly the first N samples
+of the endless stream, and cutting the stream into blocks changes nothing.
+
+Seams. The reference concatenates all chunk spectrograms and runs one iSTFT (window 4*hop, step hop).
+Output segment k (``hop`` samples) is the sum of frames k-3..k, so a decode unit's frames complete the
+segments of its own frames once the 3 frames before it are known: the stream carries those 3 windowed
+time-domain frames (zeros before the start) and sums the four contributions in one fixed order
+(`overlap_add`). Streamed audio is therefore bit-identical however it is cut; against the reference's
+single `tf.signal.inverse_stft` over all frames it differs only by float32 rounding (summation order,
+``exp`` instead of ``pow``): ``|diff| < 1e-5``, checked in the tests. Each unit emits
+``U * fpl * hop`` samples; lengths are cut exactly from that stream, with no assumption about
+seconds per window (reference section 9, item 18) and no dropped batch (item 16).
+
+Conditioning (models trained with ``preset.gan.cond != 'none'``): one normalised value in [0, 1] per
+latent frame, either a constant or a curve (`ConditionSchedule`). A stream's condition can be changed
+between blocks; the change applies from the next generator block not yet generated
+(`AudioStream.set_condition` returns that sample position).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator, Union
+
+import numpy as np
+import soundfile as sf
+import tensorflow as tf
+
+from . import audio as audio_lib
+from .autoencoder import latents_per_chunk
+from .config import Preset
+from .coordinates import CoordinateStream
+from .gan import append_condition
+from .layers import fold, reseed_noise
+
+DEFAULT_BOUND = 2.0  # truncation / variety bound (the v44 UI default)
+CARRY_FRAMES = 3  # iSTFT frames (window 4*hop, step hop) that overlap the next unit's first segment
+_GENERATOR_STREAM, _DECODER_STREAM = 0, 1  # noise-seed sub-streams
+FILE_SUBTYPES = {".wav": "FLOAT", ".flac": "PCM_24"}  # float32 WAV as the reference; FLAC max 24 bit
+ENDPOINTS = ("generate_windows", "decode_spectrogram", "decode_block", "decode_waveform")
+
+Condition = Union[None, float, np.ndarray]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout, seeds, lengths
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """Sizes of the engine's units; part of the noise layout (same layout + seed -> same audio)."""
+
+    windows_per_block: int = 2  # generator windows per call (one noise seed each block)
+    decode_chunks: int = 8  # AE chunks per audio channel per decode call (one noise seed each)
+
+    def __post_init__(self):
+        if self.windows_per_block < 1 or self.decode_chunks < 1:
+            raise ValueError(f"block layout sizes must be >= 1, got {self}")
+
+    def unit_latents(self, preset: Preset) -> int:
+        """Latents per decode unit: ``decode_chunks * latents_per_chunk``."""
+        return self.decode_chunks * latents_per_chunk(preset)
+
+    def unit_samples(self, preset: Preset) -> int:
+        """Audio samples emitted per decode unit (per channel)."""
+        return self.unit_latents(preset) * preset.ae.frames_per_latent * preset.audio.hop
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BlockLayout":
+        return cls(**{k: int(v) for k, v in data.items()})
+
+
+def unit_seed(seed: int, stream: int, index: int) -> int:
+    """31-bit noise seed of unit `index` of sub-stream `stream` of the user `seed`."""
+    if int(seed) < 0:
+        raise ValueError(f"seeds must be non-negative, got {seed}")
+    state = np.random.SeedSequence([int(seed), stream, int(index)]).generate_state(1, np.uint32)
+    return int(state[0] >> 1)
+
+
+def num_samples(preset: Preset, seconds: float) -> int:
+    """Samples of a piece of `seconds` seconds at the preset's rate (rounded; must be >= 1)."""
+    if not np.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"length must be a positive number of seconds, got {seconds}")
+    return max(1, int(round(seconds * preset.audio.sample_rate)))
+
+
+def window_seconds(preset: Preset) -> float:
+    """Duration of one generator window in seconds (latlen latents)."""
+    return preset.gan.latlen * preset.samples_per_latent / preset.audio.sample_rate
+
+
+def condition_frames(preset: Preset, seconds: float) -> int:
+    """Latent frames (condition values) that cover `seconds` of audio."""
+    return int(np.ceil(seconds * preset.latent_rate))
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph pieces: traced for the live engine and saved by `musika_tf.export`
+
+
+def overlap_add(frames: tf.Tensor, hop: int) -> tf.Tensor:
+    """Complete iSTFT segments of windowed frames ``[C, F, 4*hop] -> [C, (F-3)*hop]``.
+
+    Segment j (samples of frame j+3's first hop) = frame j+3 part 0 + frame j+2 part 1 + frame j+1
+    part 2 + frame j part 3, summed in that order, so a segment's value never depends on where a
+    block boundary falls.
+    """
+    parts = tf.reshape(frames, [tf.shape(frames)[0], tf.shape(frames)[1], 4, hop])
+    out = parts[:, 3:, 0] + parts[:, 2:-1, 1] + parts[:, 1:-2, 2] + parts[:, :-3, 3]
+    return tf.reshape(out, [tf.shape(frames)[0], -1])
+
+
+def windowed_frames(magnitude: tf.Tensor, phase: tf.Tensor, cfg) -> tf.Tensor:
+    """Normalised ``[C, F, bins]`` magnitude and phase -> windowed iSTFT frames ``[C, F, 4*hop]``.
+
+    The per-frame half of `audio.istft` (reference 1.4): `audio.complex_spectrum`, inverse FFT,
+    times the least-squares synthesis window.
+    """
+    spectrum = audio_lib.complex_spectrum(magnitude, phase, cfg)
+    window = tf.signal.inverse_stft_window_fn(cfg.hop)(4 * cfg.hop, tf.float32)
+    return tf.signal.irfft(spectrum, [4 * cfg.hop]) * window
+
+
+def istft_block(magnitude: tf.Tensor, phase: tf.Tensor, carry: tf.Tensor, cfg) -> dict:
+    """One streaming iSTFT step: ``[C, F, bins]`` spectrogram and the previous block's last 3 frames
+    ``carry [C, 3, 4*hop]`` -> ``{audio [F*hop, C] clipped to [-1, 1], carry}``."""
+    frames = tf.concat([carry, windowed_frames(magnitude, phase, cfg)], axis=1)
+    audio = overlap_add(frames, cfg.hop)
+    return {"audio": tf.clip_by_value(tf.transpose(audio), -1.0, 1.0),
+            "carry": frames[:, -CARRY_FRAMES:]}
+
+
+class InferenceGraphs:
+    """The engine's compiled entry points over live Keras networks (what `export` saves).
+
+    - ``generate_windows(coordinates [W, latlen, 2cd] (, condition [W, latlen]), seed int64 [])
+      -> latents [W, latlen, 2D]``
+    - ``decode_spectrogram(latents [T, 2D], seed) -> {magnitude, phase}`` each ``[2, T*fpl, bins]``
+    - ``decode_block(latents [T, 2D], carry [2, 3, 4*hop], seed) -> {audio [T*fpl*hop, 2],
+      carry [2, 3, 4*hop]}``: the streaming step (audio clipped to [-1, 1])
+    - ``decode_waveform(latents [T, 2D], seed) -> audio [(T*fpl + 3)*hop, 2]``: one block on its own,
+      the same as the reference's single iSTFT (clipped)
+
+    T must be a multiple of ``latents_per_chunk``. Decoding reseeds DEC2 with ``seed`` and DEC with
+    ``seed + 1`` (as `Autoencoder.decode_latents`). Batch dimensions are relaxed (``None``).
+    """
+
+    def __init__(self, preset: Preset, generator, decoder2, decoder,
+                 layout: BlockLayout | None = None, jit_compile: bool = False):
+        self.preset, self.layout = preset, layout or BlockLayout()
+        self.generator, self.decoder2, self.decoder = generator, decoder2, decoder
+        self.conditional = preset.gan.cond != "none"
+        for name, (fn, spec) in self.endpoints().items():
+            setattr(self, name, tf.function(fn, input_signature=spec, autograph=False,
+                                            jit_compile=jit_compile))
+
+    def endpoints(self) -> dict:
+        """``name -> (python function, input signature)`` of every entry point."""
+        p = self.preset
+        seed = tf.TensorSpec([], tf.int64, name="seed")
+        coords = tf.TensorSpec([None, p.gan.latlen, 2 * p.gan.coorddepth], tf.float32,
+                               name="coordinates")
+        latents = tf.TensorSpec([None, p.stereo_latent_dim], tf.float32, name="latents")
+        carry = tf.TensorSpec([2, CARRY_FRAMES, 4 * p.audio.hop], tf.float32, name="carry")
+        if self.conditional:
+            cond = tf.TensorSpec([None, p.gan.latlen], tf.float32, name="condition")
+            generate = (self._generate_conditional, [coords, cond, seed])
+        else:
+            generate = (self._generate, [coords, seed])
+        return dict(zip(ENDPOINTS, (
+            generate,
+            (self._spectrogram_dict, [latents, seed]),
+            (self._decode_block, [latents, carry, seed]),
+            (self._decode_waveform, [latents, seed]),
+        )))
+
+    def _generate(self, coordinates, seed):
+        reseed_noise(self.generator, seed)
+        return self.generator(coordinates, training=False)[:, 0]
+
+    def _generate_conditional(self, coordinates, condition, seed):
+        return self._generate(append_condition(coordinates, condition), seed)
+
+    def _spectrogram(self, latents, seed):
+        """``[T, 2D]`` -> (magnitude, phase) ``[2, T*fpl, bins]``; both channels in one batch."""
+        p = self.preset
+        lpc, dim = latents_per_chunk(p), p.ae.latent_dim
+        reseed_noise(self.decoder2, seed)
+        reseed_noise(self.decoder, seed + 1)
+        per_channel = tf.transpose(tf.reshape(latents, [-1, 2, dim]), [1, 0, 2])  # [2, T, D]
+        chunks = tf.reshape(per_channel, [-1, 1, lpc, dim])  # [2K, 1, lpc, D], channel outermost
+        level1 = self.decoder2(fold(chunks, 2), training=False)  # [2K, 1, chunk, D1]
+        magnitude, phase = self.decoder(fold(level1, 2), training=False)  # [2K, chunk, bins]
+        shape = [2, -1, p.audio.bins]
+        return tf.reshape(magnitude, shape), tf.reshape(phase, shape)
+
+    def _spectrogram_dict(self, latents, seed):
+        magnitude, phase = self._spectrogram(latents, seed)
+        return {"magnitude": magnitude, "phase": phase}
+
+    def _decode_block(self, latents, carry, seed):
+        magnitude, phase = self._spectrogram(latents, seed)
+        return istft_block(magnitude, phase, carry, self.preset.audio)
+
+    def _decode_waveform(self, latents, seed):
+        magnitude, phase = self._spectrogram(latents, seed)
+        frames = windowed_frames(magnitude, phase, self.preset.audio)
+        pad = tf.zeros_like(frames[:, :CARRY_FRAMES])
+        audio = overlap_add(tf.concat([pad, frames, pad], axis=1), self.preset.audio.hop)
+        return tf.clip_by_value(tf.transpose(audio), -1.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditions
+
+
+class ConditionSchedule:
+    """Normalised condition values for latent frames ``start, start+1, ...``.
+
+    `value`: a float (constant) or a 1-D array, one value per latent frame from `start` on, whose
+    last value is held after its end. Values must lie in [0, 1].
+    """
+
+    def __init__(self, value, start: int = 0):
+        curve = np.atleast_1d(np.asarray(value, np.float32))
+        if curve.ndim != 1 or curve.size == 0:
+            raise ValueError(f"a condition is a number or a 1-D curve, got shape {curve.shape}")
+        if not np.all(np.isfinite(curve)) or curve.min() < 0.0 or curve.max() > 1.0:
+            raise ValueError("condition values must be normalised to [0, 1] (convert onsets/s or "
+                             "BPM with musika_tf.conditioning.normalise_condition)")
+        self.curve, self.start = curve, int(start)
+
+    def values(self, first: int, count: int) -> np.ndarray:
+        """Values of frames ``first .. first+count-1`` (``first >= start``): ``[count]`` float32."""
+        index = np.clip(np.arange(first, first + count) - self.start, 0, len(self.curve) - 1)
+        return self.curve[index]
+
+
+def _check_condition(preset: Preset, condition: Condition) -> ConditionSchedule | None:
+    """The schedule for `condition`, or an error when it does not fit the model."""
+    cond = preset.gan.cond
+    if cond == "none":
+        if condition is not None:
+            raise ValueError("this model was trained without conditioning; do not pass a condition")
+        return None
+    if condition is None:
+        raise ValueError(f"this model is conditioned on {cond}: pass a condition value in [0, 1]")
+    return ConditionSchedule(condition)
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+
+
+class AudioStream:
+    """Endless consecutive stereo blocks ``[unit_samples, 2]`` float32 of one seeded piece.
+
+    Iterate it (``next(stream)``) or call `read`. Memory is constant: at most one generator block of
+    latents plus 3 carried frames are held between blocks.
+    """
+
+    def __init__(self, engine: "Engine", seed: int, bound: float, condition: Condition):
+        self.engine, self.seed = engine, int(seed)
+        preset, layout = engine.preset, engine.layout
+        self._schedule = _check_condition(preset, condition)
+        self._coords = CoordinateStream(preset, bound, self.seed)
+        self._latents = np.zeros((0, preset.stereo_latent_dim), np.float32)
+        self._carry = np.zeros((2, CARRY_FRAMES, 4 * preset.audio.hop), np.float32)
+        self._block = 0  # next generator block
+        self._unit = 0  # next decode unit
+        self._unit_latents = layout.unit_latents(preset)
+        self.block_samples = layout.unit_samples(preset)
+        self.samples_emitted = 0
+
+    @property
+    def frames_generated(self) -> int:
+        """Latent frames the generator has produced so far (conditions before this are fixed)."""
+        return self._block * self.engine.layout.windows_per_block * self.engine.preset.gan.latlen
+
+    def set_condition(self, condition: Condition) -> int:
+        """Use `condition` (float or per-frame curve starting now) for latents not generated yet.
+
+        Returns the first audio sample it affects: the start of the next generator block (the
+        generator sees whole windows, so a change cannot reach into latents already made).
+        """
+        schedule = _check_condition(self.engine.preset, condition)
+        self._schedule = ConditionSchedule(schedule.curve, start=self.frames_generated)
+        return self.frames_generated * self.engine.preset.samples_per_latent
+
+    def __iter__(self) -> "AudioStream":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        while len(self._latents) < self._unit_latents:
+            self._generate_block()
+        latents, self._latents = np.split(self._latents, [self._unit_latents])
+        seed = unit_seed(self.seed, _DECODER_STREAM, self._unit)
+        out = self.engine.backend.decode_block(latents, self._carry, np.int64(seed))
+        self._carry = out["carry"].numpy()
+        self._unit += 1
+        self.samples_emitted += self.block_samples
+        return out["audio"].numpy()
+
+    def read(self, count: int) -> Iterator[np.ndarray]:
+        """The next blocks up to exactly `count` samples in total (the last one cut; the stream is
+        then positioned at a block boundary past them)."""
+        remaining = int(count)
+        while remaining > 0:
+            block = next(self)
+            yield block[:remaining]
+            remaining -= len(block)
+
+    def _generate_block(self) -> None:
+        layout = self.engine.layout
+        coords = self._coords.next(layout.windows_per_block)
+        seed = np.int64(unit_seed(self.seed, _GENERATOR_STREAM, self._block))
+        args = [coords]
+        if self._schedule is not None:
+            values = self._schedule.values(self.frames_generated, coords.shape[0] * coords.shape[1])
+            args.append(values.reshape(coords.shape[:2]))
+        latents = self.engine.backend.generate_windows(*args, seed).numpy()
+        self._latents = np.concatenate([self._latents, latents.reshape(-1, latents.shape[-1])])
+        self._block += 1
+
+
+class Engine:
+    """Stereo float32 audio of exactly the requested length from a seed, a truncation bound and a
+    condition, over any backend with ``preset``, ``layout``, ``generate_windows`` and
+    ``decode_block`` (live `InferenceGraphs` or a loaded export, `musika_tf.export.load_exported`).
+    """
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.preset: Preset = backend.preset
+        self.layout: BlockLayout = backend.layout
+
+    @classmethod
+    def from_models(cls, preset: Preset, generator, autoencoder, layout: BlockLayout | None = None,
+                    jit_compile: bool = False) -> "Engine":
+        """Engine over live networks: the (EMA) generator and ``autoencoder.decoder2/decoder``."""
+        return cls(InferenceGraphs(preset, generator, autoencoder.decoder2, autoencoder.decoder,
+                                   layout, jit_compile))
+
+    @classmethod
+    def load(cls, folder: str) -> "Engine":
+        """Engine over an exported model folder (no training code needed)."""
+        from .export import load_exported
+
+        return cls(load_exported(folder))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.preset.audio.sample_rate
+
+    def stream(self, seed: int = 0, bound: float = DEFAULT_BOUND,
+               condition: Condition = None) -> AudioStream:
+        """An endless `AudioStream`; its first N samples equal ``generate`` of N samples."""
+        return AudioStream(self, seed, bound, condition)
+
+    def blocks(self, seconds: float, seed: int = 0, bound: float = DEFAULT_BOUND,
+               condition: Condition = None) -> Iterator[np.ndarray]:
+        """Consecutive blocks ``[n, 2]`` adding up to exactly ``round(seconds * sample_rate)``."""
+        total = num_samples(self.preset, seconds)
+        return self.stream(seed, bound, condition).read(total)
+
+    def generate(self, seconds: float, seed: int = 0, bound: float = DEFAULT_BOUND,
+                 condition: Condition = None,
+                 progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """A piece as one array ``[round(seconds * sr), 2]`` float32 in [-1, 1].
+
+        `progress(n)` is called with the sample count of every finished block.
+        """
+        out = np.empty((num_samples(self.preset, seconds), 2), np.float32)
+        position = 0
+        for block in self.blocks(seconds, seed, bound, condition):
+            out[position:position + len(block)] = block
+            position += len(block)
+            if progress:
+                progress(len(block))
+        return out
+
+    def generate_to_file(self, path: str, seconds: float, seed: int = 0,
+                         bound: float = DEFAULT_BOUND, condition: Condition = None,
+                         progress: Callable[[int], None] | None = None) -> str:
+        """Write a piece block by block (memory does not grow with its length); returns `path`.
+
+        Format from the extension (float32 WAV, 24-bit FLAC, or soundfile's default subtype); the
+        file appears under its name only once complete.
+        """
+        root, ext = os.path.splitext(path)
+        tmp = f"{root}.partial{ext}"
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        blocks = self.blocks(seconds, seed, bound, condition)
+        try:
+            with sf.SoundFile(tmp, "w", self.sample_rate, 2,
+                              subtype=FILE_SUBTYPES.get(ext.lower())) as fh:
+                for block in blocks:
+                    fh.write(block)
+                    if progress:
+                        progress(len(block))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        os.replace(tmp, path)
+        return path

@@ -1,0 +1,268 @@
+"""Inference engine, export and generate.py on the tiny preset (random weights, noise switched on)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tracemalloc
+
+import keras
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+import generate  # the top-level face (the repository root is on sys.path under pytest)
+from musika_tf import audio, cli, gan
+from musika_tf.autoencoder import Autoencoder, split_stereo_latents
+from musika_tf.config import get_preset, save_preset
+from musika_tf.coordinates import inference_coordinates
+from musika_tf.inference import (BlockLayout, ConditionSchedule, Engine, InferenceGraphs,
+                                 condition_frames, unit_seed, window_seconds)
+from musika_tf.layers import noise_layers
+from tests.conftest import REPO
+
+SR = 22050  # tiny preset
+ISTFT_ATOL = 1e-5  # streamed iSTFT vs one tf.signal.inverse_stft: float32 rounding only
+
+
+def _models(preset, noise: float = 0.1):
+    """Generator and autoencoder with every noise-injection weight set to `noise`."""
+    keras.utils.set_random_seed(0)
+    generator, ae = gan.build_generator(preset), Autoencoder.build(preset)
+    for model in (generator, ae.decoder2, ae.decoder):
+        for layer in noise_layers(model):
+            layer.noise_weight.assign([noise])
+    return generator, ae
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """Unconditional tiny engine with the default block layout."""
+    preset = get_preset("tiny")
+    generator, ae = _models(preset)
+    return Engine.from_models(preset, generator, ae)
+
+
+@pytest.fixture(scope="module")
+def conditional():
+    """(preset, generator, autoencoder, engine) of a density-conditioned tiny model."""
+    preset = get_preset("tiny", cond="density")
+    generator, ae = _models(preset)
+    return preset, generator, ae, Engine.from_models(preset, generator, ae)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lengths, seeds
+
+
+@pytest.mark.parametrize("seconds", [1 / SR, 0.5, 1.2345, None, 30.0001, 61.3])
+def test_exact_length_for_any_duration(plain, seconds):
+    seconds = window_seconds(plain.preset) if seconds is None else seconds  # exactly one window
+    wave = plain.generate(seconds, seed=1)
+    assert wave.shape == (round(seconds * SR), 2) and wave.dtype == np.float32
+    assert np.all(np.isfinite(wave)) and np.abs(wave).max() <= 1.0
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf")])
+def test_non_positive_or_invalid_length_is_rejected(plain, seconds):
+    with pytest.raises(ValueError, match="positive"):
+        plain.generate(seconds)
+
+
+def test_same_seed_same_audio_other_seed_differs(plain):
+    a, b = plain.generate(4.0, seed=3), plain.generate(4.0, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - plain.generate(4.0, seed=4)).max() > 1e-2
+
+
+def test_decoder_noise_follows_the_seed():
+    """Same latents, different decode seeds -> different audio (the seed reaches DEC2/DEC)."""
+    preset = get_preset("tiny")
+    graphs = Engine.from_models(preset, *_models(preset, noise=0.5)).backend
+    latents = np.random.default_rng(0).uniform(-1, 1, (64, preset.stereo_latent_dim)).astype("f4")
+    one, two = (graphs.decode_waveform(latents, np.int64(s)).numpy() for s in (5, 6))
+    np.testing.assert_array_equal(one, graphs.decode_waveform(latents, np.int64(5)).numpy())
+    assert np.abs(one - two).max() > 1e-3
+
+
+def test_decode_matches_the_autoencoder_path():
+    """Channel split and chunk order equal `Autoencoder.decode_latents` (noise off)."""
+    preset = get_preset("tiny")
+    generator, ae = _models(preset, noise=0.0)
+    graphs = InferenceGraphs(preset, generator, ae.decoder2, ae.decoder)
+    latents = np.random.default_rng(1).uniform(-1, 1, (32, preset.stereo_latent_dim)).astype("f4")
+    out = graphs.decode_spectrogram(latents, np.int64(0))
+    magnitude, phase = ae.decode_latents(split_stereo_latents(latents))
+    np.testing.assert_allclose(out["magnitude"].numpy(), magnitude, atol=1e-5)
+    np.testing.assert_allclose(out["phase"].numpy(), phase, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming and seams
+
+
+def _one_shot_reference(engine: Engine, seed: int, n_blocks: int) -> np.ndarray:
+    """The reference's way: all latents, every decode unit's spectrogram, ONE iSTFT over all frames."""
+    preset, layout, graphs = engine.preset, engine.layout, engine.backend
+    w = layout.windows_per_block
+    coords = inference_coordinates(preset, n_blocks * w, 2.0, seed)
+    latents = np.concatenate([
+        graphs.generate_windows(coords[b * w:(b + 1) * w], np.int64(unit_seed(seed, 0, b))).numpy()
+        for b in range(n_blocks)]).reshape(-1, preset.stereo_latent_dim)
+    u = layout.unit_latents(preset)
+    specs = [graphs.decode_spectrogram(latents[i:i + u], np.int64(unit_seed(seed, 1, i // u)))
+             for i in range(0, len(latents), u)]
+    magnitude = np.concatenate([s["magnitude"].numpy() for s in specs], axis=1)
+    phase = np.concatenate([s["phase"].numpy() for s in specs], axis=1)
+    return np.clip(audio.stereo_istft(magnitude, phase, preset.audio).numpy(), -1.0, 1.0)
+
+
+def test_stream_equals_one_shot_and_any_cut(plain):
+    """Blocks of the endless stream join exactly: cut anywhere, same samples; and they equal one
+    iSTFT over all frames up to float32 summation order."""
+    stream = plain.stream(seed=9)
+    blocks = [next(stream) for _ in range(6)]  # crosses a generator block (4 units per block)
+    streamed = np.concatenate(blocks)
+    assert all(len(b) == stream.block_samples for b in blocks)
+    np.testing.assert_array_equal(plain.generate(len(streamed) / SR, seed=9), streamed)
+    odd = np.concatenate(list(plain.stream(seed=9).read(len(streamed) - 12345)))
+    np.testing.assert_array_equal(odd, streamed[:len(odd)])
+    reference = _one_shot_reference(plain, 9, n_blocks=2)
+    np.testing.assert_allclose(streamed, reference[:len(streamed)], rtol=0, atol=ISTFT_ATOL)
+
+
+def test_generate_to_file_writes_blocks_in_bounded_memory(plain, tmp_path):
+    def peak(seconds: float) -> int:
+        tracemalloc.start()
+        plain.generate_to_file(str(tmp_path / f"{seconds}.wav"), seconds, seed=2)
+        size = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return size
+
+    short, long = peak(15.0), peak(150.0)
+    output_bytes = round(150.0 * SR) * 2 * 4
+    assert long < short + 2 ** 20 and long < output_bytes / 4, (short, long)
+    data, rate = sf.read(str(tmp_path / "150.0.wav"), dtype="float32")
+    assert rate == SR and data.shape == (round(150.0 * SR), 2)
+    assert sf.info(str(tmp_path / "150.0.wav")).subtype == "FLOAT"
+    np.testing.assert_array_equal(data[:SR * 15], plain.generate(15.0, seed=2)[:SR * 15])
+    assert not [f for f in os.listdir(tmp_path) if "partial" in f]
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditioning
+
+
+def test_condition_curve_changes_output(conditional):
+    preset, *_, engine = conditional
+    low, high = engine.generate(8.0, seed=1, condition=0.1), engine.generate(8.0, seed=1, condition=0.9)
+    frames = condition_frames(preset, 8.0)
+    assert frames == 44  # ceil(8 s * 5.38 latents/s)
+    ramp = engine.generate(8.0, seed=1, condition=np.linspace(0.1, 0.9, frames))
+    assert np.abs(low - high).max() > 1e-3 and np.abs(low - ramp).max() > 1e-3
+
+
+def test_condition_changed_between_stream_blocks(conditional):
+    """`set_condition` mid-stream equals one piece whose curve switches at the reported frame."""
+    preset, *_, engine = conditional
+    stream = engine.stream(seed=4, condition=0.2)
+    first = next(stream)
+    switch = stream.set_condition(0.8)
+    spl = preset.samples_per_latent
+    assert switch == 2 * preset.gan.latlen * spl  # start of the next generator block
+    total = switch + 2 * stream.block_samples
+    streamed = np.concatenate([first, *stream.read(total - len(first))])
+    curve = np.where(np.arange(switch // spl + 1) < switch // spl, 0.2, 0.8)
+    np.testing.assert_array_equal(streamed, engine.generate(total / SR, seed=4, condition=curve))
+    constant = engine.generate(total / SR, seed=4, condition=0.2)
+    np.testing.assert_array_equal(streamed[:switch], constant[:switch])
+    assert np.abs(streamed[switch:] - constant[switch:]).max() > 1e-3
+
+
+def test_condition_errors(plain, conditional):
+    *_, engine = conditional
+    with pytest.raises(ValueError, match="without conditioning"):
+        plain.generate(1.0, condition=0.5)
+    with pytest.raises(ValueError, match="conditioned on density"):
+        engine.generate(1.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        engine.generate(1.0, condition=1.5)
+    assert ConditionSchedule([0.1, 0.3], start=10).values(10, 4).tolist() == pytest.approx(
+        [0.1, 0.3, 0.3, 0.3])
+
+
+# ---------------------------------------------------------------------------------------------
+# Export, reload in a fresh process, generate.py
+
+
+@pytest.fixture(scope="module")
+def exported(conditional, tmp_path_factory):
+    """The conditional model saved as a training run, exported with `python -m musika_tf export`."""
+    preset, generator, ae, _ = conditional
+    root = tmp_path_factory.mktemp("export")
+    run = root / "runs" / "tinyrun"
+    tf.train.Checkpoint(**ae.models).save(str(run / "ae2" / "ckpt" / "ckpt"))
+    tf.train.Checkpoint(gen_ema=generator).save(str(run / "gan" / "ckpt" / "ckpt"))
+    save_preset(preset, str(run / "gan"))
+    os.makedirs(run / "latents" / "maestro")
+    out = root / "checkpoints" / "tiny"
+    assert cli.main(["export", str(run), str(out), "--notes", "test model"]) == 0
+    assert cli.main(["export", str(run), str(out)]) == 2  # exists: refuses without --overwrite
+    return out
+
+
+def _run(args: list, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+def test_export_folder_contents(exported):
+    card = json.loads((exported / "model_card.json").read_text())
+    assert card["conditioning"] == "density" and card["sample_rate"] == SR
+    assert card["steps"] == 1 and card["data"] == "maestro" and card["notes"] == "test model"
+    assert card["inference_layout"] == BlockLayout().to_dict()
+    assert "density" in (exported / "README.md").read_text()
+    assert (exported / "preset.json").exists() and (exported / "saved_model.pb").exists()
+
+
+def test_generate_py_end_to_end_matches_live_model_bit_for_bit(conditional, exported, tmp_path):
+    """generate.py in a fresh process on the exported folder == the live networks (tf.function)."""
+    *_, live = conditional
+    result = _run(["generate.py", "--model", str(exported), "--seconds", "2.5", "--num-samples",
+                   "2", "--seed", "7", "--density", "1.5", "--out", str(tmp_path), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    from musika_tf.conditioning import normalise_condition
+
+    for seed in (7, 8):
+        data, rate = sf.read(str(tmp_path / f"tiny_seed{seed}.wav"), dtype="float32")
+        assert rate == SR and data.shape == (round(2.5 * SR), 2)
+        expected = live.generate(2.5, seed=seed, condition=float(normalise_condition("density", 1.5)))
+        np.testing.assert_array_equal(data, expected)
+
+
+def test_loading_needs_no_training_code(exported):
+    code = ("import sys; from musika_tf.export import load_exported; m = load_exported(sys.argv[1]); "
+            "print(m.preset.gan.cond, any(k.startswith('musika_tf.training') for k in sys.modules))")
+    result = _run(["-c", code, str(exported)])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["density", "False"]
+
+
+def test_generate_py_fails_clearly(exported, tmp_path, capsys):
+    assert generate.main(["--model", str(tmp_path / "missing")]) == 2
+    assert "saved_model.pb" in capsys.readouterr().err
+    os.makedirs(tmp_path / "empty")
+    assert generate.main(["--model", str(tmp_path / "empty")]) == 2
+    assert "missing saved_model.pb" in capsys.readouterr().err
+    assert generate.main(["--model", str(exported), "--tempo", "120"]) == 2
+    assert "trained with density conditioning" in capsys.readouterr().err
+    for bad in ("0", "-2"):
+        with pytest.raises(SystemExit):
+            generate.main(["--model", str(exported), "--seconds", bad])
+        assert "must be > 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="without conditioning"):
+        generate.condition_value("none", 2.0, None)
