@@ -57,26 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def condition_value(cond: str, density: float | None, tempo: float | None) -> float | None:
-    """The network's normalised condition for the model's signal `cond` from the user's flags."""
-    from musika_tf.conditioning import CONDITION_UNITS, denormalise_condition, normalise_condition
-
-    given = {"density": density, "tempo": tempo}
-    for name, value in given.items():
-        if value is not None and name != cond:
-            trained = "without conditioning" if cond == "none" else f"with {cond} conditioning"
-            raise ValueError(f"--{name} is not supported: this model was trained {trained}")
-    if cond == "none":
-        return None
-    if given[cond] is None:
-        middle = float(denormalise_condition(cond, 0.5))
-        print(f"no --{cond} given: using {middle:.3g} {CONDITION_UNITS[cond]}", file=sys.stderr)
-        return 0.5
-    if given[cond] < 0:
-        raise ValueError(f"--{cond} must be >= 0 {CONDITION_UNITS[cond]}")
-    return float(normalise_condition(cond, given[cond]))
-
-
 def run(args: argparse.Namespace) -> list[str]:
     """Generate the pieces; returns the written paths."""
     from tqdm import tqdm
@@ -85,7 +65,10 @@ def run(args: argparse.Namespace) -> list[str]:
     from musika_tf.export import check_folder
 
     check_folder(args.model)
-    condition = condition_value(load_preset(args.model).gan.cond, args.density, args.tempo)
+    from musika_tf.conditioning import condition_from_user
+
+    condition = condition_from_user(load_preset(args.model).gan.cond, args.density, args.tempo,
+                                    warn=lambda text: print(text, file=sys.stderr))
 
     from musika_tf.inference import Engine, num_samples
 

@@ -266,3 +266,25 @@ def constant_condition(preset: Preset, value: float, num_frames: int) -> np.ndar
     if preset.gan.cond == "none":
         return None
     return np.full(num_frames, normalise_condition(preset.gan.cond, value), np.float32)
+
+
+def condition_from_user(cond: str, density: float | None = None, tempo: float | None = None,
+                        warn=None) -> float | None:
+    """The normalised condition in [0, 1] for a model trained with `cond`, from the user's density
+    (onsets/s) or tempo (BPM); None for unconditional models; the middle of the range when the
+    user gives none. Raises ValueError for a signal the model was not trained with."""
+    given = {"density": density, "tempo": tempo}
+    for name, value in given.items():
+        if value is not None and name != cond:
+            trained = "without conditioning" if cond == "none" else f"with {cond} conditioning"
+            raise ValueError(f"--{name} is not supported: this model was trained {trained}")
+    if cond == "none":
+        return None
+    if given[cond] is None:
+        middle = float(denormalise_condition(cond, 0.5))
+        if warn:
+            warn(f"no --{cond} given: using {middle:.3g} {CONDITION_UNITS[cond]}")
+        return 0.5
+    if given[cond] < 0:
+        raise ValueError(f"--{cond} must be >= 0 {CONDITION_UNITS[cond]}")
+    return float(normalise_condition(cond, given[cond]))

@@ -264,5 +264,7 @@ def test_generate_py_fails_clearly(exported, tmp_path, capsys):
         with pytest.raises(SystemExit):
             generate.main(["--model", str(exported), "--seconds", bad])
         assert "must be > 0" in capsys.readouterr().err
+    from musika_tf.conditioning import condition_from_user
+
     with pytest.raises(ValueError, match="without conditioning"):
-        generate.condition_value("none", 2.0, None)
+        condition_from_user("none", 2.0, None)
