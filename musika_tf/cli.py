@@ -22,7 +22,8 @@ def _build_data(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(config.preset_from_args(args), out_dir=args.out, minutes=args.minutes, seed=args.seed)
+    run_demo(config.preset_from_args(args), out_dir=args.out, minutes=args.minutes, seed=args.seed,
+             train=not args.no_train)
 
 
 def _load_run_autoencoder(run: str):
@@ -149,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="folder for the demo's WAV and PNG outputs")
     p.add_argument("--minutes", type=float, default=None, help="size of each embedded data set")
     p.add_argument("--seed", type=int, default=0, help="random seed of the data sets")
+    p.add_argument("--no-train", action="store_true",
+                   help="only build the data and check the audio front end (no training)")
     config.add_preset_arguments(p, groups=("audio",))
     p.set_defaults(func=_demo)
 

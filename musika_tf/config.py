@@ -245,6 +245,12 @@ TINY = _register(
     )
 )
 
+# `make demo`: the tiny networks with step counts that run the whole pipeline in minutes on a CPU.
+DEMO = _register(
+    TINY.with_overrides(name="demo", lr=5e-4, ae1_steps=900, phase1_steps=300, ae2_steps=300,
+                        steps=600, save_every=300)
+)
+
 DEFAULT_PRESET = "musika44"
 
 
