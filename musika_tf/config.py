@@ -247,8 +247,8 @@ TINY = _register(
 
 # `make demo`: the tiny networks with step counts that run the whole pipeline in minutes on a CPU.
 DEMO = _register(
-    TINY.with_overrides(name="demo", lr=5e-4, ae1_steps=900, phase1_steps=300, ae2_steps=300,
-                        steps=600, save_every=300)
+    TINY.with_overrides(name="demo", lr=5e-4, ae1_steps=1500, phase1_steps=500, ae2_steps=500,
+                        steps=1000, save_every=500)
 )
 
 DEFAULT_PRESET = "musika44"
