@@ -314,8 +314,9 @@ def _flag(name: str) -> str:
 
 def add_preset_arguments(parser: argparse.ArgumentParser, groups: tuple = tuple(GROUPS)) -> None:
     """Add `--preset` plus one optional flag per field of the chosen groups (default: keep preset's)."""
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                        help=f"named configuration to start from (default {DEFAULT_PRESET})")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                        help=f"named configuration to start from (default {DEFAULT_PRESET}, or the "
+                             "saved preset of an existing run/checkpoint where the command has one)")
     for group in groups:
         arg_group = parser.add_argument_group(f"preset fields: {group}")
         for f in fields(GROUPS[group]):
@@ -335,10 +336,13 @@ def add_preset_arguments(parser: argparse.ArgumentParser, groups: tuple = tuple(
             arg_group.add_argument(_flag(f.name), **kw)
 
 
-def preset_from_args(args: argparse.Namespace) -> Preset:
-    """Build the preset chosen by `--preset` with every flag the user gave applied on top."""
+def preset_from_args(args: argparse.Namespace, saved: Preset | None = None) -> Preset:
+    """The preset named by `--preset` (else `saved`, else the default) with every flag the user
+    gave applied on top."""
     overrides = {k: getattr(args, k) for k in FIELD_GROUP if getattr(args, k, None) is not None}
-    return get_preset(args.preset, **overrides)
+    if args.preset is None and saved is not None:
+        return saved.with_overrides(**overrides)
+    return get_preset(args.preset or DEFAULT_PRESET, **overrides)
 
 
 def _str2bool(text: str) -> bool:

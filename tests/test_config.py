@@ -64,3 +64,14 @@ def test_every_field_has_a_cli_flag_with_help():
     preset = config.preset_from_args(args)
     assert preset.gan.latlen == 64 and preset.gan.small is False
     assert preset.ae.dec_widths == (8, 8, 8, 8) and preset.name == "tiny"
+
+
+def test_saved_preset_is_the_base_when_no_preset_is_named():
+    parser = argparse.ArgumentParser()
+    config.add_preset_arguments(parser)
+    saved = config.get_preset("tiny", latlen=64)
+    preset = config.preset_from_args(parser.parse_args(["--lr", "0.01"]), saved)
+    assert preset.name == "tiny" and preset.gan.latlen == 64 and preset.train.lr == 0.01
+    named = config.preset_from_args(parser.parse_args(["--preset", "paper22"]), saved)
+    assert named.name == "paper22"
+    assert config.preset_from_args(parser.parse_args([])).name == config.DEFAULT_PRESET
