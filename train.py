@@ -40,11 +40,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from musika_tf.training.run import train
 
+    if args.steps is not None and args.stage != "gan":  # --steps counts the stage being trained
+        setattr(args, f"{args.stage}_steps", args.steps)
+        args.steps = None
     run_dir = args.run if os.sep in args.run else os.path.join("runs", args.run)
     saved = config.load_preset(run_dir) if os.path.exists(os.path.join(run_dir, "preset.json")) else None
     preset = config.preset_from_args(args, saved)
     try:
-        results = train(args.stage, preset, args.data, run_dir, steps=args.steps,
+        results = train(args.stage, preset, args.data, run_dir,
                         resume=not args.no_resume, progress=not args.quiet,
                         init_from=args.init_from, lr=args.lr)
     except (FileNotFoundError, ValueError) as error:

@@ -20,6 +20,7 @@ import dataclasses
 import os
 import re
 
+import tensorflow as tf
 from tqdm import tqdm
 
 from ..config import Preset, load_preset, save_preset
@@ -77,16 +78,8 @@ def cached_audio(preset: Preset, data: str, progress: bool = True):
     return files, preview
 
 
-def has_checkpoint(folder: str) -> bool:
-    import tensorflow as tf
-
-    return tf.train.latest_checkpoint(os.path.join(folder, loop.CHECKPOINT_DIR)) is not None
-
-
 def ae_complete(run_dir: str, preset: Preset) -> dict[str, bool]:
     """Whether each autoencoder stage of the run has reached its step count."""
-    import tensorflow as tf
-
     def step_of(folder):
         path = tf.train.latest_checkpoint(os.path.join(folder, loop.CHECKPOINT_DIR))
         return int(path.rsplit("-", 1)[1]) if path else 0
@@ -105,8 +98,6 @@ def ensure_latents(preset: Preset, run_dir: str, data: str, progress: bool = Tru
     ae_dir = ae_stages.stage_dirs(run_dir)["ae2"]
     items = datasets.read_dataset(data)
     sources = [(i.path, *_stat(i.path)) for i in items]
-    import tensorflow as tf
-
     fp = store.fingerprint(tf.train.latest_checkpoint(os.path.join(ae_dir, loop.CHECKPOINT_DIR)),
                            sources, preset.audio, preset.ae, preset.gan.cond,
                            preset.gan.max_lat_len, "chunks")
