@@ -77,9 +77,9 @@ def held_out_excerpts(preset, seconds: float, count: int) -> list[np.ndarray]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=os.path.join("runs", "bench_ae_tiny"))
-    parser.add_argument("--ae1-steps", type=int, default=1500)
-    parser.add_argument("--phase1-steps", type=int, default=600)
-    parser.add_argument("--ae2-steps", type=int, default=600)
+    parser.add_argument("--ae1-steps", type=int, default=6000)
+    parser.add_argument("--phase1-steps", type=int, default=2000)
+    parser.add_argument("--ae2-steps", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--excerpts", type=int, default=4)
     parser.add_argument("--out", default=os.path.join("docs", "AUTOENCODER.md"))
@@ -133,7 +133,7 @@ def main() -> int:
         "",
         f"- stereo latents: {preset.latent_rate:.2f} vectors/s x {preset.stereo_latent_dim} floats = "
         f"{floats_per_second:.0f} floats per second of stereo audio;",
-        f"- raw stereo audio: {raw} samples per second; ratio {raw / floats_per_second:.0f}x "
+        f"- raw stereo audio: 2 x {rate} = {raw} samples per second; ratio {raw / floats_per_second:.0f}x "
         f"(= {preset.samples_per_latent} samples per latent / {preset.ae.latent_dim} dims).",
         f"- default presets: musika44 {config.get_preset('musika44').samples_per_latent // 64}x, "
         f"paper22 {config.get_preset('paper22').samples_per_latent // 64}x, "
