@@ -4,7 +4,7 @@ Builds each trainer on synthetic data (a few seconds of tones for the autoencode
 latents for the GAN), runs 2 warm-up steps (tracing) and times the next N steps of the compiled step.
 Appends a table to docs/PERFORMANCE.md (section "Training step time").
 
-    python benchmarks/bench_training.py [--steps 5] [--presets tiny musika44 paper22]
+    python benchmarks/bench_training.py [--steps 5] [--presets tiny:32 musika44:8 ...]
 """
 
 from __future__ import annotations
@@ -105,8 +105,9 @@ def write_doc(rows: list[tuple], path: str, steps: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per stage")
-    parser.add_argument("--presets", nargs="+", default=["tiny:32", "musika44:8", "paper22:8"],
-                        help="NAME:BATCH pairs (default tiny:32 musika44:8 paper22:8)")
+    parser.add_argument("--presets", nargs="+",
+                        default=["tiny:32", "musika44:8", "musika44:32", "paper22:8"],
+                        help="NAME:BATCH pairs (default tiny:32 musika44:8 musika44:32 paper22:8)")
     parser.add_argument("--doc", default=os.path.join("docs", "PERFORMANCE.md"))
     args = parser.parse_args()
     rows = []
