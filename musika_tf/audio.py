@@ -20,6 +20,7 @@ import soundfile as sf
 import tensorflow as tf
 
 from .config import AudioConfig
+from .files import atomic_path
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus", ".m4a")
 POWER_FLOOR = 1e-10  # |X|^2 floor before dB (-100 dB)
@@ -164,11 +165,8 @@ def _tf_first_two(audio: tf.Tensor) -> tf.Tensor:
 
 def save_audio(path: str, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
     """Write ``[samples, channels]`` audio atomically (format from the extension: wav/flac/ogg)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.partial{ext}"
-    sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype=subtype)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype=subtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,12 +323,11 @@ def save_spectrogram_png(path: str, audios: list, cfg: AudioConfig, titles: list
         ax.set_title(titles[i] if titles else f"sample {i + 1}")
         ax.axis("off")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.partial{ext}"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=80)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -375,9 +375,15 @@ class Autoencoder:
         None continues their running noise state.
         """
         if seed is not None:
-            reseed_noise(self.decoder2, seed)
-            reseed_noise(self.decoder, seed + 1)
+            reseed_decoders(self.decoder2, self.decoder, seed)
         return self.decode_level1(self.decode_level2(latents))
+
+
+def reseed_decoders(decoder2: keras.Model, decoder: keras.Model, seed) -> None:
+    """Restart the decoders' injected noise from one seed (DEC2: ``seed``, DEC: ``seed + 1``);
+    `seed` may be a Python int or an int64 scalar tensor (inside a `tf.function`)."""
+    reseed_noise(decoder2, seed)
+    reseed_noise(decoder, seed + 1)
 
 
 def stereo_latents(per_channel: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from .files import atomic_path
+
 VARIANTS = ("v44", "v22")
 
 
@@ -283,12 +285,9 @@ def preset_from_dict(data: dict) -> Preset:
 
 def save_preset(preset: Preset, folder: str) -> str:
     """Write `preset.json` into `folder` atomically; return its path."""
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, PRESET_FILENAME)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
         json.dump(preset.to_dict(), fh, indent=2)
-    os.replace(tmp, path)
     return path
 
 

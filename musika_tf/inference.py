@@ -45,8 +45,9 @@ import soundfile as sf
 import tensorflow as tf
 
 from . import audio as audio_lib
-from .autoencoder import latents_per_chunk
+from .autoencoder import latents_per_chunk, reseed_decoders
 from .config import Preset
+from .files import atomic_path
 from .coordinates import CoordinateStream
 from .gan import append_condition
 from .layers import fold, reseed_noise
@@ -207,8 +208,7 @@ class InferenceGraphs:
         """``[T, 2D]`` -> (magnitude, phase) ``[2, T*fpl, bins]``; both channels in one batch."""
         p = self.preset
         lpc, dim = latents_per_chunk(p), p.ae.latent_dim
-        reseed_noise(self.decoder2, seed)
-        reseed_noise(self.decoder, seed + 1)
+        reseed_decoders(self.decoder2, self.decoder, seed)
         per_channel = tf.transpose(tf.reshape(latents, [-1, 2, dim]), [1, 0, 2])  # [2, T, D]
         chunks = tf.reshape(per_channel, [-1, 1, lpc, dim])  # [2K, 1, lpc, D], channel outermost
         level1 = self.decoder2(fold(chunks, 2), training=False)  # [2K, 1, chunk, D1]
@@ -409,20 +409,12 @@ class Engine:
         Format from the extension (float32 WAV, 24-bit FLAC, or soundfile's default subtype); the
         file appears under its name only once complete.
         """
-        root, ext = os.path.splitext(path)
-        tmp = f"{root}.partial{ext}"
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        subtype = FILE_SUBTYPES.get(os.path.splitext(path)[1].lower())
         blocks = self.blocks(seconds, seed, bound, condition)
-        try:
-            with sf.SoundFile(tmp, "w", self.sample_rate, 2,
-                              subtype=FILE_SUBTYPES.get(ext.lower())) as fh:
-                for block in blocks:
-                    fh.write(block)
-                    if progress:
-                        progress(len(block))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, sf.SoundFile(tmp, "w", self.sample_rate, 2,
+                                                    subtype=subtype) as fh:
+            for block in blocks:
+                fh.write(block)
+                if progress:
+                    progress(len(block))
         return path

@@ -21,15 +21,16 @@ Our batching itself never changes the numbers (each chunk is processed independe
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
 from . import audio as audio_lib
-from .autoencoder import Autoencoder, latents_per_chunk, run_batched, split_stereo_latents
+from .autoencoder import Autoencoder, latents_per_chunk, reseed_decoders, run_batched
+from .autoencoder import split_stereo_latents
 from .autoencoder import stereo_latents, to_chunks
 from .config import Preset
 from .encoding import padded_length
+from .files import atomic_path
 from .layers import fold, reseed_noise
 from .reference import ReferenceCheckpoint, load_reference_checkpoint
 
@@ -137,8 +138,7 @@ def decode_stages(ae: Autoencoder, stereo: np.ndarray, reference_compat: bool = 
     if reference_compat:  # DEC2, then DEC, each through a reference batching helper
         latents = _reference_chunks(latents, per_chunk, batch, passes=2)
     if seed is not None:
-        reseed_noise(ae.decoder2, seed)
-        reseed_noise(ae.decoder, seed + 1)
+        reseed_decoders(ae.decoder2, ae.decoder, seed)
     latent1 = ae.decode_level2(latents)
     mag, phase = ae.decode_level1(latent1)
     wave = audio_lib.stereo_istft(mag, phase, preset.audio).numpy()
@@ -221,9 +221,6 @@ def write_reference_outputs(folder: str, io_path: str, out_path: str, preset_nam
     with np.load(io_path) as io:
         inputs = {name: io[name] for name in (*INPUTS, "critic_in") if name in io.files}
     arrays = reference_outputs(checkpoint, inputs, reference_compat)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tmp = f"{out_path}.partial"
-    with open(tmp, "wb") as fh:
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-    os.replace(tmp, out_path)
     return arrays

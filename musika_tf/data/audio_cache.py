@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from ..files import atomic_path
 from .datasets import AudioItem, LoadSummary, iter_audio
 
 CACHE_VERSION = 1
@@ -61,9 +62,8 @@ def build_audio_cache(items: list[AudioItem], cache_dir: str, sample_rate: int,
                                   warn=lambda text: tqdm.write(text)):
         target = os.path.join(cache_dir, _cache_key(item, sample_rate) + ".npy")
         pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-        tmp = target + ".partial.npy"
-        np.save(tmp, pcm)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            np.save(tmp, pcm)
         cached.append(CachedAudio(target, item, len(pcm)))
         bar.update(1)
     bar.close()

@@ -21,6 +21,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import soundfile as sf
 
+from ..files import atomic_path
+
 PARAMS_FILE = "musika_synth.json"
 SPLITS = ("train", "validation", "test")
 HELD_OUT_FRACTION = 0.1  # of the items, for each of validation and test
@@ -57,21 +59,17 @@ def normalise_peak(audio: np.ndarray, peak_db: float = -1.0) -> np.ndarray:
 
 def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> float:
     """Write ``[samples, channels]`` audio as 16-bit PCM wav atomically; returns seconds."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.partial.wav"
-    sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     return len(audio) / sample_rate
 
 
 def write_csv(path: str, columns: list[str], rows: Iterable[dict]) -> None:
     """Write `rows` (dicts keyed by `columns`) as a CSV with a header, atomically."""
-    tmp = f"{path}.partial"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def read_csv(path: str) -> list[dict]:

@@ -7,7 +7,6 @@ is the `tf.data` twin (tensorflow-io decoding in the graph).
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import sys
@@ -17,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from .. import audio as audio_lib
+from .common import read_csv
 
 MAESTRO_CSV_PATTERN = "maestro-v*.csv"
 TECHNO_CSV = "techno.csv"
@@ -91,8 +91,7 @@ def read_techno(root: str, split: str | None = None) -> list[AudioItem]:
 
 def _csv_rows(path: str, split: str | None) -> list[dict]:
     """Rows of a data-set CSV, optionally only those of one split."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [row for row in csv.DictReader(fh) if not split or row["split"] == split]
+    return [row for row in read_csv(path) if not split or row["split"] == split]
 
 
 def read_folder(root: str) -> list[AudioItem]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
+from ..files import atomic_path
 from . import common
 
 CSV_NAME = "maestro-v3.0.0.csv"
@@ -262,11 +263,10 @@ def write_midi(perf: dict, path: str) -> None:
     score = stream.Score()
     score.insert(0, part)
     midi_file = midi.translate.streamToMidiFile(score)
-    tmp = f"{path}.partial"
-    midi_file.open(tmp, "wb")
-    midi_file.write()
-    midi_file.close()
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        midi_file.open(tmp, "wb")
+        midi_file.write()
+        midi_file.close()
 
 
 def _on_grid(seconds: np.ndarray) -> np.ndarray:
