@@ -253,6 +253,27 @@ DEMO = _register(
                         steps=1000, save_every=500)
 )
 
+# Shipped CPU models (`checkpoints/piano`, `checkpoints/techno`): the 44.1 kHz structure at 22.05 kHz,
+# sized to train in CPU-hours (see docs/TRAINING.md). Both share one autoencoder, trained on the union
+# of the embedded piano and techno sets (`--data maestro+techno`), as the original's models share its
+# universal autoencoder; their GANs differ only in the condition.
+_CPU_AE = dict(
+    sample_rate=22050,
+    latent1_dim=32,
+    latent_dim=32,
+    enc_widths=(256, 256),
+    dec_widths=(192, 192, 128, 128),
+    enc2_widths=(64, 96, 96, 128, 128, 192, 192),
+    dec2_widths=(192, 128, 128, 128, 96, 96, 64),
+)
+PIANO_CPU = _register(
+    TINY.with_overrides(name="piano-cpu", **_CPU_AE, base_channels=32, coorddepth=32, cond="density",
+                        max_lat_len=256, batch_size=16, lr=1e-4, ae1_steps=12000, phase1_steps=8000,
+                        ae2_steps=4000, steps=400_000, save_every=1000, log_every=50,
+                        spec_critic_widths=(32, 64, 64, 128))
+)
+TECHNO_CPU = _register(PIANO_CPU.with_overrides(name="techno-cpu", cond="tempo"))
+
 DEFAULT_PRESET = "musika44"
 
 

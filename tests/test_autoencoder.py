@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import keras
 import numpy as np
@@ -175,10 +174,8 @@ def test_second_level_layout_follows_frames_per_latent():
         build_decoder2(get_preset("tiny").with_overrides(frames_per_latent=4))
 
 
-def test_tiny_builds_fast():
-    start = time.perf_counter()
+def test_tiny_is_small():
     ae = Autoencoder.build(get_preset("tiny"))
-    assert time.perf_counter() - start < 10.0
     assert sum(m.count_params() for m in ae.models.values()) < 500_000
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import h5py
 import numpy as np
 import pytest
@@ -78,16 +76,12 @@ def test_shapes_every_preset(name, cond):
     assert (len(plain.outputs) == 2) == (preset.ae.variant == "v22")
 
 
-def test_tiny_builds_and_runs_fast():
+def test_tiny_builds_and_runs():
     preset = get_preset("tiny")
-    start = time.process_time()
     gen, critic, _ = gan.build_gan(preset)
     coords, latents = _inputs(preset, batch=1)
-    gen(coords), critic(latents)
-    assert time.process_time() - start < 5.0  # build + first (traced) calls
-    start = time.process_time()
     assert gen(coords).shape == (1, 1, 128, 32)
-    assert time.process_time() - start < 1.0
+    assert critic(latents).shape == (1, 1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -108,7 +108,11 @@ def read_folder(root: str) -> list[AudioItem]:
 def read_dataset(spec: str, split: str | None = None, build_missing: bool = True,
                  minutes: float | None = None, seed: int = 0) -> list[AudioItem]:
     """Items for `--data SPEC`: `maestro`, `techno` (embedded sets under `data_root()`, built
-    on first use when `build_missing`), or a path (MAESTRO root, techno root, or any folder)."""
+    on first use when `build_missing`), or a path (MAESTRO root, techno root, or any folder).
+    Several sets joined with ``+`` (``maestro+techno``) give the union, each with its own splits."""
+    if "+" in spec and not os.path.exists(spec):
+        return [item for part in spec.split("+") if part
+                for item in read_dataset(part, split, build_missing, minutes, seed)]
     if spec in EMBEDDED:
         root = os.path.join(data_root(), spec)
         if build_missing and not _has_index(root):
