@@ -29,8 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-resume", action="store_true",
                         help="start the stage from scratch instead of its last checkpoint")
     parser.add_argument("--init-from", default=None,
-                        help="gan only: fine-tune from another GAN run folder (weights only; fresh "
-                             "optimisers with --lr)")
+                        help="gan only: fine-tune from another GAN run folder or an exported model "
+                             "folder such as checkpoints/piano (weights only; fresh optimisers with --lr)")
+    parser.add_argument("--ae-from", default=None,
+                        help="gan only: use the trained autoencoder of another run folder or of a model "
+                             "folder (checkpoints/piano, or an original checkpoint brought in with "
+                             "import-reference) instead of training one; the run takes its audio and "
+                             "autoencoder settings")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     config.add_preset_arguments(parser)
     return parser
@@ -49,7 +54,7 @@ def main(argv=None) -> int:
     try:
         results = train(args.stage, preset, args.data, run_dir,
                         resume=not args.no_resume, progress=not args.quiet,
-                        init_from=args.init_from, lr=args.lr)
+                        init_from=args.init_from, lr=args.lr, ae_from=args.ae_from)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,6 +6,9 @@ A folder written by `export_model` (e.g. ``checkpoints/NAME``)::
     preset.json                  the configuration the networks were built with
     model_card.json              data, steps, conditioning, sample rate, block layout, signatures
     README.md                    the card in prose
+    weights/NAME.weights.h5      Keras weights of every network: the autoencoder (enc, dec, enc2,
+                                 dec2: `train.py --ae-from`) and, from a GAN run, generator, critic,
+                                 gen_ema (`train.py --init-from`); no optimiser state
 
 Signatures (see `musika_tf.inference.InferenceGraphs`; every one takes an int64 noise ``seed``):
 ``generate_windows`` (coordinates [+ condition] -> latents), ``decode_spectrogram`` (latents ->
@@ -30,6 +33,7 @@ from .config import PRESET_FILENAME, Preset, load_preset, save_preset
 from .inference import ENDPOINTS, BlockLayout, InferenceGraphs, window_seconds
 
 CARD_FILENAME = "model_card.json"
+WEIGHTS_DIR = "weights"
 README_FILENAME = "README.md"
 FORMAT, FORMAT_VERSION = "musika-tf-model", 1
 EXPECTED_FILES = ("saved_model.pb", "variables/", PRESET_FILENAME, CARD_FILENAME)
@@ -86,12 +90,47 @@ def _readme(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def weights_path(folder: str, name: str) -> str:
+    """Path of network `name`'s Keras weight file in a model folder."""
+    return os.path.join(folder, WEIGHTS_DIR, f"{name}.weights.h5")
+
+
+def has_weights(folder: str, *names: str) -> bool:
+    """Whether a model folder holds the weight files of all `names`."""
+    return all(os.path.exists(weights_path(folder, n)) for n in names)
+
+
+def write_weights(folder: str, models: dict) -> None:
+    """Save each network of `models` (name -> Keras model) as ``weights/NAME.weights.h5``."""
+    os.makedirs(os.path.join(folder, WEIGHTS_DIR), exist_ok=True)
+    for name, model in models.items():
+        model.save_weights(weights_path(folder, name))
+
+
+def read_weights(folder: str, **models) -> None:
+    """Load ``weights/NAME.weights.h5`` of `folder` into each given network (built from the
+    folder's preset.json); a missing file or a shape mismatch is an error naming the file."""
+    for name, model in models.items():
+        path = weights_path(folder, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: missing; this model folder was exported without the "
+                                    f"{name!r} network (re-export it from its training run)")
+        try:
+            model.load_weights(path)
+        except ValueError as err:
+            raise ValueError(f"{path}: does not fit the network built from "
+                             f"{os.path.join(folder, PRESET_FILENAME)}: {err}") from err
+
+
 def export_model(out_dir: str, preset: Preset, generator, autoencoder, card: dict | None = None,
-                 layout: BlockLayout | None = None, overwrite: bool = False) -> str:
+                 layout: BlockLayout | None = None, overwrite: bool = False,
+                 gan_models: dict | None = None) -> str:
     """Write `generator` (use the EMA one) and ``autoencoder.decoder2/decoder`` as a model folder.
 
-    `card`: free model-card fields (``data``, ``steps``, ``notes``, ...). The folder is assembled
-    beside `out_dir` and renamed into place when complete. Returns `out_dir`.
+    `card`: free model-card fields (``data``, ``steps``, ``notes``, ...). Every network of
+    `autoencoder` and of `gan_models` (name -> model, e.g. generator, critic, gen_ema) is also saved
+    under ``weights/`` for training on from the folder. The folder is assembled beside `out_dir` and
+    renamed into place when complete. Returns `out_dir`.
     """
     out_dir = os.path.normpath(out_dir)
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
@@ -105,6 +144,7 @@ def export_model(out_dir: str, preset: Preset, generator, autoencoder, card: dic
     for name, (fn, spec) in graphs.endpoints().items():
         archive.add_endpoint(name, fn, input_signature=spec)
     archive.write_out(tmp, verbose=False)
+    write_weights(tmp, {**autoencoder.models, **(gan_models or {})})
     save_preset(preset, tmp)
     full_card = _card(preset, graphs.layout, dict(card or {}))
     with open(os.path.join(tmp, CARD_FILENAME), "w") as fh:
@@ -175,19 +215,35 @@ def _gan_dir(run_dir: str) -> str:
                             f"gan/{loop.CHECKPOINT_DIR}/; train it with `train.py --stage gan`")
 
 
-def _restore_ema_generator(preset: Preset, gan_dir: str):
-    """The EMA generator (float32) of the latest checkpoint in `gan_dir`, and that step number."""
+def _checkpoint_children(path: str) -> set[str]:
+    """Names of the objects saved at the root of a `tf.train.Checkpoint` (e.g. ``gen_ema``)."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name for child in graph.nodes[0].children}
+
+
+def _restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
+    """The GAN networks (float32) of the latest checkpoint in `gan_dir`: ``gen_ema`` and those of
+    ``generator, critic, critic_rec`` the checkpoint holds, the R1 switch value and the step."""
     from . import gan
     from .training import loop
 
     path = tf.train.latest_checkpoint(os.path.join(gan_dir, loop.CHECKPOINT_DIR))
-    generator = gan.build_generator(preset)
-    status = tf.train.Checkpoint(gen_ema=generator).restore(path).expect_partial()
+    generator, critic, critic_rec = gan.build_gan(preset)
+    models = {"generator": generator, "critic": critic, "gen_ema": gan.build_generator(preset),
+              "critic_rec": critic_rec}
+    saved = _checkpoint_children(path)
+    models = {k: m for k, m in models.items() if m is not None and (k in saved or k == "gen_ema")}
+    switch = tf.Variable(-1.0, trainable=False)
+    state = {"r1_switch": switch} if "r1_switch" in saved else {}
+    status = tf.train.Checkpoint(**models, **state).restore(path).expect_partial()
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:
-        raise ValueError(f"{path}: checkpoint has no EMA generator matching preset.json: {err}") from err
-    return generator, int(path.rsplit("-", 1)[1])
+        raise ValueError(f"{path}: checkpoint has no GAN matching preset.json: {err}") from err
+    return models, float(switch.numpy()), int(path.rsplit("-", 1)[1])
 
 
 def export_from_run(run_dir: str, out_dir: str, autoencoder_dir: str | None = None,
@@ -199,20 +255,18 @@ def export_from_run(run_dir: str, out_dir: str, autoencoder_dir: str | None = No
     puts it) unless `autoencoder_dir` names another run folder. The card records the step, the run
     and the data sets encoded for it (``RUN/latents/*``).
     """
-    from .training.ae import load_trained_autoencoder, stage_dirs
+    from .training.ae import autoencoder_source, load_autoencoder
 
     gan_dir = _gan_dir(run_dir)
     root = os.path.dirname(os.path.normpath(gan_dir))
-    ae_root = autoencoder_dir or root
-    if not tf.train.latest_checkpoint(os.path.join(stage_dirs(ae_root)["ae2"], "ckpt")):
-        raise FileNotFoundError(f"{ae_root}: no level-2 autoencoder checkpoint in ae2/ckpt; pass the "
-                                "run folder that holds it with --autoencoder")
+    ae_root = autoencoder_dir or autoencoder_source(root)
     preset = load_preset(gan_dir)
-    generator, step = _restore_ema_generator(preset, gan_dir)
-    autoencoder = load_trained_autoencoder(preset, ae_root)
+    models, switch, step = _restore_gan(preset, gan_dir)
+    autoencoder = load_autoencoder(preset, ae_root)
     latents = os.path.join(root, "latents")
     data = sorted(os.listdir(latents)) if os.path.isdir(latents) else []
     fields = {"name": os.path.basename(os.path.normpath(out_dir)), "steps": step,
-              "data": ", ".join(data) or "not recorded", "source_run": os.path.basename(root)}
-    return export_model(out_dir, preset, generator, autoencoder, {**fields, **(card or {})},
-                        overwrite=overwrite)
+              "data": ", ".join(data) or "not recorded", "source_run": os.path.basename(root),
+              "r1_switch": switch}
+    return export_model(out_dir, preset, models["gen_ema"], autoencoder, {**fields, **(card or {})},
+                        overwrite=overwrite, gan_models=models)

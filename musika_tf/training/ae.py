@@ -17,6 +17,8 @@ i.e. exactly one encoder chunk of frames; both channels of the data are used (a 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -27,6 +29,7 @@ from .. import losses
 from ..autoencoder import Autoencoder
 from ..config import Preset
 from ..data.audio_cache import CachedAudio, crop_dataset, read_cached
+from ..files import atomic_path
 from ..layers import fold, unfold
 from ..spec_critic import build_spec_critic
 from . import loop
@@ -300,3 +303,68 @@ def load_trained_autoencoder(preset: Preset, run_dir: str) -> Autoencoder:
     else:
         restore_models(level1_dir(run_dir), enc=ae.encoder, dec=ae.decoder)
     return ae
+
+
+# ---------------------------------------------------------------------------------------------
+# An autoencoder from elsewhere: another run, or an exported / imported model folder
+
+AE_SOURCE_FILE = "autoencoder.json"  # in a run that trains only the GAN: where its AE comes from
+AE_NETWORKS = ("enc", "dec", "enc2", "dec2")
+
+
+def set_autoencoder_source(run_dir: str, source: str) -> None:
+    """Record in `run_dir` that its autoencoder is `source` (a run or model folder)."""
+    os.makedirs(run_dir, exist_ok=True)
+    with atomic_path(os.path.join(run_dir, AE_SOURCE_FILE)) as tmp, open(tmp, "w") as fh:
+        json.dump({"source": os.path.abspath(source)}, fh, indent=2)
+
+
+def autoencoder_source(run_dir: str) -> str:
+    """Where the autoencoder of `run_dir` lives: the recorded source, else the run itself."""
+    path = os.path.join(run_dir, AE_SOURCE_FILE)
+    if not os.path.exists(path):
+        return run_dir
+    with open(path) as fh:
+        return json.load(fh)["source"]
+
+
+def _is_model_folder(source: str) -> bool:
+    from ..export import has_weights
+
+    return has_weights(source, *AE_NETWORKS)
+
+
+def check_autoencoder_source(source: str) -> None:
+    """Raise FileNotFoundError unless `source` holds a complete trained autoencoder."""
+    if _is_model_folder(source):
+        return
+    if not tf.train.latest_checkpoint(os.path.join(stage_dirs(source)["ae2"], loop.CHECKPOINT_DIR)):
+        raise FileNotFoundError(
+            f"{source}: no trained autoencoder; expected a run folder with a level-2 checkpoint "
+            f"(ae2/{loop.CHECKPOINT_DIR}/) or a model folder with weights/enc|dec|enc2|dec2.weights.h5 "
+            "(written by `python -m musika_tf export` or `import-reference`)")
+
+
+def load_autoencoder(preset: Preset, source: str) -> Autoencoder:
+    """The four trained networks of `source`: a run folder or an exported model folder."""
+    if not _is_model_folder(source):
+        check_autoencoder_source(source)
+        return load_trained_autoencoder(preset, source)
+    from ..export import read_weights
+
+    ae = Autoencoder.build(preset)
+    read_weights(source, **ae.models)
+    return ae
+
+
+def autoencoder_identity(source: str) -> str:
+    """A string that changes whenever the autoencoder of `source` changes (for latent caches)."""
+    if not _is_model_folder(source):
+        return str(tf.train.latest_checkpoint(os.path.join(stage_dirs(source)["ae2"], loop.CHECKPOINT_DIR)))
+    from ..export import weights_path
+
+    digest = hashlib.sha1()
+    for name in AE_NETWORKS:
+        with open(weights_path(source, name), "rb") as fh:
+            digest.update(fh.read())
+    return f"{os.path.abspath(source)}#{digest.hexdigest()[:16]}"

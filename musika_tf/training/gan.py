@@ -146,8 +146,9 @@ class GANTrainer(loop.Trainer):
     """Generator + critic (+ reconstruction head) + EMA generator on a latent store.
 
     `lr` overrides ``preset.train.lr`` (and wins over a learning rate stored in a resumed checkpoint).
-    `init_from`: another run folder whose latest checkpoint provides the initial generator, critic,
-    EMA generator, reconstruction head and R1 switch (optimisers start fresh): fine-tuning.
+    `init_from`: another run folder whose latest checkpoint (or an exported model folder whose
+    ``weights/``) provides the initial generator, critic, EMA generator, reconstruction head and R1
+    switch (optimisers start fresh): fine-tuning.
     `decode_fn(latents [T, 2D]) -> audio [samples, 2]` turns previews into audio (None: latents only).
     Building seeds Keras/NumPy/Python globally with ``preset.train.seed`` (reproducible initial weights).
     """
@@ -288,7 +289,14 @@ class GANTrainer(loop.Trainer):
         return tf.constant(False)
 
     def _init_from(self, run_dir: str) -> None:
-        """Load models and R1 switch from `run_dir`'s latest checkpoint (optimisers stay fresh)."""
+        """Load models and R1 switch from `run_dir`'s latest checkpoint, or from the ``weights/``
+        of an exported model folder (optimisers stay fresh)."""
+        from musika_tf.export import has_weights, read_card, read_weights
+
+        if has_weights(run_dir, *self.models()):
+            read_weights(run_dir, **self.models())
+            self.switch.assign(float(read_card(run_dir).get("r1_switch", -1.0)))
+            return
         path = tf.train.latest_checkpoint(os.path.join(run_dir, loop.CHECKPOINT_DIR))
         if path is None:
             raise FileNotFoundError(f"{run_dir}: no checkpoint under {loop.CHECKPOINT_DIR}/ to "

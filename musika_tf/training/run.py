@@ -95,17 +95,17 @@ def ensure_latents(preset: Preset, run_dir: str, data: str, progress: bool = Tru
     """Encode `data` with the run's autoencoder unless an up-to-date store exists; return its folder."""
     from ..encoding import encode_dataset
 
-    ae_dir = ae_stages.stage_dirs(run_dir)["ae2"]
+    ae_source = ae_stages.autoencoder_source(run_dir)
     items = datasets.read_dataset(data)
     sources = [(i.path, *_stat(i.path)) for i in items]
-    fp = store.fingerprint(tf.train.latest_checkpoint(os.path.join(ae_dir, loop.CHECKPOINT_DIR)),
+    fp = store.fingerprint(ae_stages.autoencoder_identity(ae_source),
                            sources, preset.audio, preset.ae, preset.gan.cond,
                            preset.gan.max_lat_len, "chunks")
     folder = os.path.join(run_dir, "latents", data_name(data))
     if store.is_current(folder, fp):
         return folder
     tqdm.write(f"encoding {data} into {folder}")
-    ae = ae_stages.load_trained_autoencoder(preset, run_dir)
+    ae = ae_stages.load_autoencoder(preset, ae_source)
     summary = encode_dataset(ae, items, folder, "chunks", fp, progress)
     tqdm.write(f"encoded {summary.line()}")
     return folder
@@ -119,12 +119,40 @@ def _stat(path: str) -> tuple:
         return 0, 0
 
 
+def with_autoencoder_of(preset: Preset, source: str) -> Preset:
+    """`preset` with the audio and autoencoder groups of the trained autoencoder in `source`."""
+    ae_preset = load_preset(source)
+    return dataclasses.replace(preset, audio=ae_preset.audio, ae=ae_preset.ae)
+
+
+def _same_folder(a: str, b: str) -> bool:
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
 def train(stage: str, preset: Preset, data: str, run_dir: str, steps: int | None = None,
           resume: bool = True, progress: bool = True, init_from: str | None = None,
-          lr: float | None = None) -> dict:
-    """Train `stage` of the run in `run_dir`, first training any missing earlier stage."""
+          lr: float | None = None, ae_from: str | None = None) -> dict:
+    """Train `stage` of the run in `run_dir`, first training any missing earlier stage.
+
+    `ae_from`: a run folder or an exported / imported model folder whose trained autoencoder this
+    run uses (recorded in ``RUN/autoencoder.json``); then only the GAN is trained, on latents of
+    that autoencoder, and the run's audio / autoencoder settings are the source's.
+    """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+    if ae_from is not None and stage != "gan":
+        raise ValueError(f"--ae-from gives a trained autoencoder, so it goes with --stage gan "
+                         f"(got --stage {stage})")
+    ae_source = ae_from or ae_stages.autoencoder_source(run_dir)
+    if not _same_folder(ae_source, run_dir):
+        if stage != "gan":
+            raise ValueError(f"{run_dir} uses the autoencoder of {ae_source} "
+                             f"({ae_stages.AE_SOURCE_FILE}); train that one, or use another --run")
+        ae_stages.check_autoencoder_source(ae_source)
+        preset = run_preset(run_dir, with_autoencoder_of(preset, ae_source))
+        ae_stages.set_autoencoder_source(run_dir, ae_source)
+        return {"gan": _train_gan(preset, run_dir, data, ae_source, steps, resume, progress,
+                                  init_from, lr)}
     preset = run_preset(run_dir, preset)
     results = {}
     done = ae_complete(run_dir, preset)
@@ -145,14 +173,19 @@ def train(stage: str, preset: Preset, data: str, run_dir: str, steps: int | None
                                              steps if stage == "ae2" else preset.train.ae2_steps,
                                              resume, progress, preview)
     if stage == "gan":
-        from .gan import train_gan
-
-        latents_dir = ensure_latents(preset, run_dir, data, progress)
-        ae = ae_stages.load_trained_autoencoder(preset, run_dir)
-        from ..encoding import decode_latents
-
-        results["gan"] = train_gan(preset, latents_dir, os.path.join(run_dir, "gan"), steps=steps,
-                                   resume=resume, init_from=init_from, lr=lr,
-                                   decode_fn=lambda z: decode_latents(ae, z, seed=0),
-                                   progress=progress)
+        results["gan"] = _train_gan(preset, run_dir, data, run_dir, steps, resume, progress,
+                                    init_from, lr)
     return results
+
+
+def _train_gan(preset: Preset, run_dir: str, data: str, ae_source: str, steps, resume, progress,
+               init_from, lr) -> dict:
+    """Encode `data` with the autoencoder of `ae_source` (cached) and train the run's GAN."""
+    from ..encoding import decode_latents
+    from .gan import train_gan
+
+    latents_dir = ensure_latents(preset, run_dir, data, progress)
+    ae = ae_stages.load_autoencoder(preset, ae_source)
+    return train_gan(preset, latents_dir, os.path.join(run_dir, "gan"), steps=steps, resume=resume,
+                     init_from=init_from, lr=lr, decode_fn=lambda z: decode_latents(ae, z, seed=0),
+                     progress=progress)

@@ -1,0 +1,95 @@
+"""Training only the GAN on an existing autoencoder (`train.py --stage gan --ae-from`) and
+fine-tuning from an exported model folder (`--init-from checkpoints/NAME`), on the tiny preset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musika_tf import config
+from musika_tf.export import export_from_run, has_weights
+from musika_tf.training import ae as ae_stages
+from musika_tf.training.gan import GANTrainer
+from musika_tf.training.run import train
+
+PRESET = config.get_preset("tiny", ae1_steps=2, phase1_steps=1, ae2_steps=1, steps=2, save_every=2,
+                           log_every=1, max_lat_len=128)
+RATE = PRESET.audio.sample_rate
+
+
+def _tones(seconds: float, seed: int) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    rng = np.random.default_rng(seed)
+    left = sum(0.2 * np.sin(2 * np.pi * f * t) for f in rng.uniform(150, 900, 3))
+    return np.stack([left, 0.8 * left], axis=1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A whole tiny run (AE + GAN) on a folder of audio, and its export; cwd is a temp folder."""
+    root = tmp_path_factory.mktemp("ae_from")
+    audio = root / "audio"
+    audio.mkdir()
+    for i in range(2):
+        sf.write(audio / f"piece{i}.wav", _tones(30.0, i), RATE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        train("gan", PRESET, str(audio), str(root / "runs" / "a"), progress=False)
+        model = export_from_run(str(root / "runs" / "a"), str(root / "model"))
+    return root, str(audio), model
+
+
+def _weights(model) -> list:
+    return [w.copy() for w in model.get_weights()]
+
+
+def test_export_carries_every_network(source):
+    _, _, model = source
+    assert has_weights(model, "enc", "dec", "enc2", "dec2", "generator", "critic", "gen_ema")
+
+
+@pytest.mark.parametrize("kind", ["model folder", "run folder"])
+def test_gan_trains_on_another_autoencoder(source, kind, monkeypatch):
+    root, audio, model = source
+    ae_from = model if kind == "model folder" else str(root / "runs" / "a")
+    monkeypatch.chdir(root)
+    run = root / "runs" / f"b-{kind.split()[0]}"
+    # The requested preset's audio/AE groups are replaced by the source's (latent_dim differs here).
+    wanted = PRESET.with_overrides(latent_dim=8, base_channels=4)
+    result = train("gan", wanted, audio, str(run), progress=False, ae_from=ae_from)
+    assert np.isfinite(result["gan"]["d_loss"])
+    assert json.loads((run / ae_stages.AE_SOURCE_FILE).read_text())["source"] == str(ae_from)
+    saved = config.load_preset(str(run))
+    assert saved.ae == PRESET.ae and saved.gan.base_channels == 4
+    assert not (run / "ae1").exists() and not (run / "ae2").exists()
+    # The export of this run carries the source's decoders unchanged.
+    out = export_from_run(str(run), str(root / f"model-{kind.split()[0]}"))
+    original = ae_stages.load_autoencoder(PRESET, model)
+    exported = ae_stages.load_autoencoder(saved, out)
+    for a, b in zip(original.decoder.get_weights(), exported.decoder.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="uses the autoencoder of"):
+        train("ae1", wanted, audio, str(run), progress=False)
+
+
+def test_init_from_an_exported_model_folder(source, tmp_path):
+    root, _, model = source
+    store = root / "runs" / "a" / "latents"
+    latents = str(next(store.iterdir()))
+    ref = GANTrainer(PRESET, str(tmp_path / "ref"), latents, init_from=str(root / "runs" / "a" / "gan"))
+    tuned = GANTrainer(PRESET, str(tmp_path / "tuned"), latents, init_from=model)
+    for name in ("generator", "critic", "gen_ema"):
+        for a, b in zip(_weights(ref.models()[name]), _weights(tuned.models()[name])):
+            np.testing.assert_array_equal(a, b)
+    assert float(tuned.switch.numpy()) == pytest.approx(float(ref.switch.numpy()))
+
+
+def test_ae_from_errors_name_the_problem(source, tmp_path):
+    _, audio, _ = source
+    with pytest.raises(ValueError, match="--stage gan"):
+        train("ae1", PRESET, audio, str(tmp_path / "x"), progress=False, ae_from=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no trained autoencoder"):
+        train("gan", PRESET, audio, str(tmp_path / "y"), progress=False, ae_from=str(tmp_path))
