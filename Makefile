@@ -2,10 +2,11 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test data clean help
+.PHONY: install demo pipeline test data clean help
 
 help:
-	@echo "make demo   install, build the embedded data sets, run the end-to-end demo"
+	@echo "make demo      install, generate music with the shipped models (checkpoints/piano, techno)"
+	@echo "make pipeline  install, build the embedded data sets, train a tiny model through every stage"
 	@echo "make test   install, run the test suite"
 	@echo "make data   install, build the demo-size embedded data sets only"
 
@@ -18,6 +19,9 @@ data: install
 
 demo: install
 	$(PY) -m musika_tf demo
+
+pipeline: install
+	$(PY) -m musika_tf demo --pipeline
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -22,7 +22,7 @@ import tensorflow as tf
 from .config import AudioConfig
 from .files import atomic_path
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus", ".m4a")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus")  # each decoded in the tests
 POWER_FLOOR = 1e-10  # |X|^2 floor before dB (-100 dB)
 AMPLITUDE_EPS = 1e-7  # added to the power before sqrt on the way back (reference 1.4)
 

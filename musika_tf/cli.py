@@ -20,10 +20,15 @@ def _build_data(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from .demo import play_shipped, run_demo
 
-    run_demo(config.preset_from_args(args), out_dir=args.out, minutes=args.minutes, seed=args.seed,
-             train=not args.no_train)
+    if not args.pipeline:
+        if not play_shipped(args.out or "generations", seed=args.seed):
+            raise FileNotFoundError("no shipped model under checkpoints/ (piano, techno); run "
+                                    "`make pipeline` to train a tiny one end to end instead")
+        return
+    run_demo(config.preset_from_args(args), out_dir=args.out or "demo_out", minutes=args.minutes,
+             seed=args.seed, train=not args.no_train)
 
 
 def _load_run_autoencoder(run: str):
@@ -133,6 +138,56 @@ def _add_reference_verbs(verbs) -> None:
 # --- end of reference compatibility verbs ------------------------------------------------------
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    import os
+
+    from .evaluation.harness import Settings, evaluate
+    from .evaluation.report import write_report
+
+    settings = Settings(samples=args.samples, seconds=args.seconds, seed=args.seed)
+    out = args.out or os.path.join("evaluations", os.path.basename(os.path.normpath(args.model)))
+    report = evaluate(args.model, args.data, settings)
+    paths = write_report(report, out)
+    fad = report["fad"]
+    print(f"FAD-inf generated {fad['generated']['value']:.3g} +- {fad['generated']['stderr']:.2g} "
+          f"(floor {fad['floor_training_real']['value']:.3g}, autoencoder ceiling "
+          f"{fad['ceiling_autoencoder']['value']:.3g}); seam ratio {report['seams']['generated']:.3f}; "
+          f"{report['speed']['real_time_factor']:.1f}x real time")
+    print(f"report: {paths['markdown']}")
+
+
+def _evaluation_table(args: argparse.Namespace) -> None:
+    from .evaluation.report import update_doc_table
+
+    update_doc_table(args.doc, args.reports)
+    print(f"{args.doc}: table of {len(args.reports)} model(s) updated")
+
+
+def _add_evaluate_verb(verbs) -> None:
+    from .evaluation.harness import Settings
+
+    p = verbs.add_parser("evaluate", help="quality numbers of an exported model: FAD, condition "
+                                          "control, seams, autoencoder, speed -> report.json/.md")
+    p.add_argument("--model", required=True, help="exported model folder (e.g. checkpoints/piano)")
+    p.add_argument("--data", required=True,
+                   help="maestro, techno (embedded sets), a MAESTRO root or any folder of audio: the "
+                        "real audio to compare with (its test split where it has one)")
+    p.add_argument("--samples", type=int, default=Settings.samples,
+                   help=f"generated pieces for the FAD (default {Settings.samples})")
+    p.add_argument("--seconds", type=float, default=Settings.seconds,
+                   help=f"length of each generated piece and real excerpt (default {Settings.seconds:g})")
+    p.add_argument("--seed", type=int, default=Settings.seed, help="first generation seed (default 0)")
+    p.add_argument("--out", default=None, help="report folder (default evaluations/MODEL_NAME)")
+    p.set_defaults(func=_evaluate)
+
+    p = verbs.add_parser("evaluation-table", help="write the summary table of evaluation reports "
+                                                  "into a Markdown document (docs/EVALUATION.md)")
+    p.add_argument("reports", nargs="+", help="report folders written by evaluate --out")
+    p.add_argument("--doc", default="docs/EVALUATION.md",
+                   help="document with evaluation-table markers (default docs/EVALUATION.md)")
+    p.set_defaults(func=_evaluation_table)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m musika_tf",
                                      description="musika-tf: fast infinite waveform music generation")
@@ -146,12 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same data set)")
     p.set_defaults(func=_build_data)
 
-    p = verbs.add_parser("demo", help="build the embedded data and run the pipeline end to end")
-    p.add_argument("--out", default="demo_out", help="folder for the demo's WAV and PNG outputs")
-    p.add_argument("--minutes", type=float, default=None, help="size of each embedded data set")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the data sets")
+    p = verbs.add_parser("demo", help="play the shipped models (default), or --pipeline: build the "
+                                      "embedded data and run the pipeline end to end")
+    p.add_argument("--pipeline", action="store_true",
+                   help="train a tiny model through every stage instead of playing the shipped ones")
+    p.add_argument("--out", default=None,
+                   help="output folder (default generations/, with --pipeline demo_out/)")
+    p.add_argument("--minutes", type=float, default=None, help="--pipeline: size of each embedded data set")
+    p.add_argument("--seed", type=int, default=0, help="generation seed / data-set seed")
     p.add_argument("--no-train", action="store_true",
-                   help="only build the data and check the audio front end (no training)")
+                   help="--pipeline: only build the data and check the audio front end (no training)")
     config.add_preset_arguments(p, groups=("audio",))
     p.set_defaults(func=_demo)
 
@@ -174,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_reference_verbs(verbs)
     _add_export_verb(verbs)
+    _add_evaluate_verb(verbs)
 
     p = verbs.add_parser("preset", help="print a preset (with overrides) as JSON")
     config.add_preset_arguments(p)

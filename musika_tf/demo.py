@@ -1,4 +1,11 @@
-"""`make demo`: the whole pipeline end to end on the embedded data, on a CPU, in minutes.
+"""`make demo`: music from the shipped models in about a minute, and the whole-pipeline check.
+
+`play_shipped` (what `make demo` runs): for each model shipped in ``checkpoints/`` (``piano``: note
+density, ``techno``: tempo), generate a 60-s piece at two condition settings into ``generations/``
+and print the paths and the real-time factor.
+
+`run_demo` (`make pipeline`, ``python -m musika_tf demo --pipeline``): the pipeline end to end on
+the embedded data, on a CPU, in minutes:
 
 1. Build the embedded data sets (synthesised piano in MAESTRO layout, procedural techno).
 2. Read them through the same loaders that read real data; check the audio front end on one piece
@@ -18,6 +25,9 @@ from .config import Preset, get_preset
 from .data import datasets
 from .frontend_check import round_trip_snr, true_phase_round_trip
 
+# Shipped models and the two settings each is played at (display units: onsets/s, BPM).
+SHIPPED = {"piano": ("density", (1.5, 6.0)), "techno": ("tempo", (124.0, 145.0))}
+SHIPPED_SECONDS = 60.0
 DEMO_RUN = os.path.join("runs", "demo")
 DEMO_MODEL = os.path.join("checkpoints", "demo-tiny")
 
@@ -73,3 +83,34 @@ def run_demo(preset: Preset, out_dir: str = "demo_out", minutes: float | None = 
         print(f"next: `python app.py --model {DEMO_MODEL}` serves it in the browser; "
               "`python generate.py --model ... --seconds 120` writes longer pieces")
     return results
+
+
+def play_shipped(out_dir: str = "generations", seconds: float = SHIPPED_SECONDS, seed: int = 0,
+                 checkpoints: str = "checkpoints") -> list[dict]:
+    """Generate `seconds` from every shipped model at both of its settings into `out_dir`."""
+    import time
+
+    from .conditioning import CONDITION_UNITS, normalise_condition
+    from .inference import Engine
+
+    os.makedirs(out_dir, exist_ok=True)
+    done = []
+    for name, (cond, settings) in SHIPPED.items():
+        folder = os.path.join(checkpoints, name)
+        if not os.path.isdir(folder):
+            print(f"{folder}: not here (a shipped model is missing from this checkout); skipped")
+            continue
+        engine = Engine.load(folder)
+        for value in settings:
+            start = time.perf_counter()
+            path = os.path.join(out_dir, f"{name}_{cond}_{value:g}.wav")
+            engine.generate_to_file(path, seconds, seed=seed,
+                                    condition=float(normalise_condition(cond, value)))
+            rtf = seconds / (time.perf_counter() - start)
+            print(f"{name}: {seconds:.0f} s at {value:g} {CONDITION_UNITS[cond]} -> {path} "
+                  f"({rtf:.0f}x real time)")
+            done.append({"model": name, "path": path, "real_time_factor": rtf, cond: value})
+    if done:
+        print("next: `python app.py` serves these models in the browser; `python generate.py "
+              "--model checkpoints/piano --seconds 300 --density 3` writes longer pieces")
+    return done

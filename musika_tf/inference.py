@@ -305,6 +305,9 @@ class AudioStream:
         Returns the first audio sample it affects: the start of the next generator block (the
         generator sees whole windows, so a change cannot reach into latents already made).
         """
+        if self.engine.preset.gan.cond == "none":
+            raise ValueError("set_condition: this model was trained without conditioning, so there "
+                             "is no condition to change; use a density- or tempo-conditioned model")
         schedule = _check_condition(self.engine.preset, condition)
         self._schedule = ConditionSchedule(schedule.curve, start=self.frames_generated)
         return self.frames_generated * self.engine.preset.samples_per_latent

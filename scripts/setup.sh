@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-step installation of everything musika-tf needs; safe to run again (does only what is missing).
 #   1. Debian packages (fluidsynth + a General-MIDI sound font) via apt-get, when missing and root;
-#   2. a virtual environment in .venv with the pinned Python stack (requirements.txt, and the
+#   2. a virtual environment in .venv with the pinned Python stack (requirements.txt, the test tools
+#      of requirements-test.txt, and the
 #      weight-carrying packages of requirements-nodeps.txt without their dependencies);
 #   3. madmom 0.16.1, patched for Python 3.11 / numpy 1.26 and built from its PyPI sdist.
 set -euo pipefail
@@ -40,11 +41,11 @@ install_python_packages() {
   fi
   local stamp="$VENV/.requirements.sha256"
   local want
-  want=$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
+  want=$(cat requirements.txt requirements-nodeps.txt requirements-test.txt | sha256sum | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing Python packages from requirements.txt"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -r requirements.txt
+    "$VENV/bin/python" -m pip install -q -r requirements.txt -r requirements-test.txt
     "$VENV/bin/python" -m pip install -q --no-deps -r requirements-nodeps.txt
     echo "$want" > "$stamp"
   fi

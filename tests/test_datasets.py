@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from musika_tf import config
@@ -40,6 +42,37 @@ def test_folder_loader_handles_bad_files(tmp_path):
     assert "skipped 2" in summary.line()
     for a in loaded.values():
         assert a.shape == (88200, 2) and a.dtype == np.float32
+
+
+def test_hidden_and_appledouble_files_are_reported_not_read(tmp_path):
+    _write(tmp_path / "song.wav", 2.0, 22050)
+    (tmp_path / "._song.wav").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 60)  # AppleDouble
+    _write(tmp_path / ".hidden.flac", 2.0, 22050)
+    warnings = []
+    items = datasets.read_folder(str(tmp_path), warn=warnings.append)
+    assert [os.path.basename(i.path) for i in items] == ["song.wav"]
+    assert len(warnings) == 1 and "2 hidden audio file(s)" in warnings[0] and "\n" not in warnings[0]
+
+
+FORMATS = {".wav": {}, ".flac": {}, ".ogg": {"format": "OGG", "subtype": "VORBIS"},
+           ".mp3": {"format": "MP3"}, ".aif": {"format": "AIFF"}, ".aiff": {"format": "AIFF"},
+           ".opus": {"format": "OGG", "subtype": "OPUS"}}
+
+
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+def test_every_listed_format_decodes(tmp_path, ext):
+    from musika_tf import audio as audio_lib
+
+    assert set(FORMATS) == set(audio_lib.AUDIO_EXTENSIONS)  # the README lists exactly these
+    rate = 48000 if ext == ".opus" else 22050  # Opus allows 8/12/16/24/48 kHz only
+    t = np.arange(rate) / rate
+    wave = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)], axis=1)
+    sf.write(tmp_path / f"a{ext}", wave.astype(np.float32), rate, **FORMATS[ext])
+    (item,) = datasets.read_folder(str(tmp_path))
+    loaded = audio_lib.load_audio(item.path, 22050)
+    assert abs(len(loaded) - 22050) < 1200 and loaded.shape[1] == 2  # codec padding/delay
+    assert 0.1 < np.abs(loaded[2000:-2000, 0]).max() < 0.4
+    assert np.abs(loaded[2000:-2000, 1]).max() < np.abs(loaded[2000:-2000, 0]).max()
 
 
 def test_read_dataset_recognises_layouts(tmp_path):

@@ -190,6 +190,9 @@ def test_condition_errors(plain, conditional):
         engine.generate(1.0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         engine.generate(1.0, condition=1.5)
+    for condition in (None, 0.5):
+        with pytest.raises(ValueError, match="trained without conditioning"):
+            plain.stream(seed=0).set_condition(condition)
     assert ConditionSchedule([0.1, 0.3], start=10).values(10, 4).tolist() == pytest.approx(
         [0.1, 0.3, 0.3, 0.3])
 

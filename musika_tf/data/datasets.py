@@ -94,14 +94,23 @@ def _csv_rows(path: str, split: str | None) -> list[dict]:
     return [row for row in read_csv(path) if not split or row["split"] == split]
 
 
-def read_folder(root: str) -> list[AudioItem]:
-    """Every audio file below `root` (recursive, sorted), by extension."""
+def read_folder(root: str, warn=None) -> list[AudioItem]:
+    """Every audio file below `root` (recursive, sorted), by extension.
+
+    Hidden files (names starting with ``.``, e.g. macOS ``._*`` AppleDouble files, which carry an
+    audio extension but no audio) are not read; their number is reported in one warning line.
+    """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{root}: not a folder of audio files")
-    paths = []
+    paths, hidden = [], []
     for folder, _, names in os.walk(root):
-        paths += [os.path.join(folder, n) for n in names
-                  if n.lower().endswith(audio_lib.AUDIO_EXTENSIONS) and not n.startswith(".")]
+        audio = [n for n in names if n.lower().endswith(audio_lib.AUDIO_EXTENSIONS)]
+        paths += [os.path.join(folder, n) for n in audio if not n.startswith(".")]
+        hidden += [os.path.join(folder, n) for n in audio if n.startswith(".")]
+    if hidden:
+        (warn or (lambda text: print(text, file=sys.stderr)))(
+            f"warning: {root}: {len(hidden)} hidden audio file(s) not read (names starting with '.', "
+            f"e.g. {os.path.relpath(hidden[0], root)}); rename them to include them")
     return [AudioItem(path=p, title=os.path.relpath(p, root)) for p in sorted(paths)]
 
 

@@ -1,0 +1,1 @@
+"""Evaluation of generated audio: metrics computed with pretrained models shipped in pip wheels."""

@@ -1,0 +1,60 @@
+"""Does a conditioned model do what it is asked? Note density and tempo control metrics.
+
+- Note density: onsets per second of each generated piece, detected by madmom's CNN onset detector
+  (`musika_tf.conditioning.onset_times`, the same detector that made the training labels: the
+  quantity asked for is "onsets as madmom hears them"), against the requested onsets per second;
+  Spearman rank correlation over the grid and mean absolute error in onsets/s.
+- Tempo: the BPM of each generated piece estimated by Tempo-CNN (`musika_tf.evaluation.tempo`), NOT
+  the madmom beat tracker that may have made training labels, against the requested BPM: mean
+  absolute error, Accuracy1 (within 2 %) and Accuracy2 (also octave errors x2, x3, /2, /3), split
+  into requests inside and outside the training range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from .. import conditioning
+
+
+def onset_rate(audio: np.ndarray, sample_rate: int) -> float:
+    """Onsets per second of stereo or mono audio (madmom CNN onsets)."""
+    seconds = len(audio) / sample_rate
+    return float(len(conditioning.onset_times(audio, sample_rate)) / seconds)
+
+
+def density_control(requested: np.ndarray, measured: np.ndarray) -> dict:
+    """Spearman correlation and mean absolute error (onsets/s) of measured vs requested rates."""
+    requested, measured = np.asarray(requested, float), np.asarray(measured, float)
+    rho = stats.spearmanr(requested, measured).statistic if np.ptp(measured) > 0 else 0.0
+    grid = np.unique(requested)
+    return {
+        "spearman": float(rho),
+        "mae_onsets_per_s": float(np.abs(measured - requested).mean()),
+        "grid_onsets_per_s": grid.tolist(),
+        "measured_mean_per_grid": [float(measured[requested == g].mean()) for g in grid],
+        "n": int(len(requested)),
+    }
+
+
+def tempo_control(requested: np.ndarray, estimated: np.ndarray, train_range: tuple) -> dict:
+    """Tempo metrics overall and inside / outside ``train_range = (low, high)`` BPM."""
+    from .tempo import accuracy1, accuracy2
+
+    requested, estimated = np.asarray(requested, float), np.asarray(estimated, float)
+    inside = (requested >= train_range[0]) & (requested <= train_range[1])
+
+    def summary(mask) -> dict | None:
+        if not mask.any():
+            return None
+        req, est = requested[mask], estimated[mask]
+        return {"mae_bpm": float(np.abs(est - req).mean()),
+                "accuracy1": float(np.mean(accuracy1(est, req))),
+                "accuracy2": float(np.mean(accuracy2(est, req))), "n": int(mask.sum())}
+
+    grid = np.unique(requested)
+    return {"all": summary(np.ones_like(inside)), "inside_training_range": summary(inside),
+            "outside_training_range": summary(~inside), "training_range_bpm": list(train_range),
+            "grid_bpm": grid.tolist(),
+            "estimated_median_per_grid": [float(np.median(estimated[requested == g])) for g in grid]}
