@@ -72,6 +72,14 @@ def _export(args: argparse.Namespace) -> None:
 
     run_dir = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.join("runs", args.checkpoint)
     card = {key: value for key, value in (("data", args.data), ("notes", args.notes)) if value}
+    for entry in args.card or []:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--card {entry!r}: expected KEY=VALUE (VALUE may be JSON)")
+        try:
+            card[key] = json.loads(value)
+        except json.JSONDecodeError:
+            card[key] = value
     try:
         out = export_from_run(run_dir, args.out, args.autoencoder, card, args.overwrite)
     except FileExistsError as error:
@@ -89,6 +97,9 @@ def _add_export_verb(verbs) -> None:
     p.add_argument("--data", default=None,
                    help="training data for the model card (default: the run's latent store names)")
     p.add_argument("--notes", default=None, help="free text for the model card")
+    p.add_argument("--card", action="append", metavar="KEY=VALUE",
+                   help="extra model-card field, repeatable; VALUE is parsed as JSON when it is "
+                        "(e.g. --card 'cpu_hours={\"gan\": 0.5}' --card hardware='2-core CPU')")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
     p.set_defaults(func=_export)
 

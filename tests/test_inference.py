@@ -212,7 +212,8 @@ def exported(conditional, tmp_path_factory):
     save_preset(preset, str(run / "gan"))
     os.makedirs(run / "latents" / "maestro")
     out = root / "checkpoints" / "tiny"
-    assert cli.main(["export", str(run), str(out), "--notes", "test model"]) == 0
+    assert cli.main(["export", str(run), str(out), "--notes", "test model",
+                     "--card", 'cpu_hours={"gan": 0.25}', "--card", "hardware=2-core CPU"]) == 0
     assert cli.main(["export", str(run), str(out)]) == 2  # exists: refuses without --overwrite
     return out
 
@@ -227,6 +228,7 @@ def test_export_folder_contents(exported):
     card = json.loads((exported / "model_card.json").read_text())
     assert card["conditioning"] == "density" and card["sample_rate"] == SR
     assert card["steps"] == 1 and card["data"] == "maestro" and card["notes"] == "test model"
+    assert card["cpu_hours"] == {"gan": 0.25} and card["hardware"] == "2-core CPU"
     assert card["inference_layout"] == BlockLayout().to_dict()
     assert "density" in (exported / "README.md").read_text()
     assert (exported / "preset.json").exists() and (exported / "saved_model.pb").exists()
