@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from .conditioning import CONDITION_UNITS
 from .config import PRESET_FILENAME, Preset, load_preset, save_preset
+from .files import recover_folder, replace_folder
 from .inference import ENDPOINTS, BlockLayout, InferenceGraphs, window_seconds
 
 CARD_FILENAME = "model_card.json"
@@ -139,6 +140,7 @@ def export_model(out_dir: str, preset: Preset, generator, autoencoder, card: dic
     renamed into place when complete. Returns `out_dir`.
     """
     out_dir = os.path.normpath(out_dir)
+    recover_folder(out_dir)
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another folder")
     graphs = InferenceGraphs(preset, generator, autoencoder.decoder2, autoencoder.decoder, layout)
@@ -157,8 +159,7 @@ def export_model(out_dir: str, preset: Preset, generator, autoencoder, card: dic
         json.dump(full_card, fh, indent=2, default=str)
     with open(os.path.join(tmp, README_FILENAME), "w") as fh:
         fh.write(_readme(full_card))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    replace_folder(tmp, out_dir)
     return out_dir
 
 
@@ -168,6 +169,7 @@ def export_model(out_dir: str, preset: Preset, generator, autoencoder, card: dic
 
 def check_folder(folder: str) -> None:
     """Raise FileNotFoundError naming what an exported model folder lacks."""
+    recover_folder(folder)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: no such model folder; expected a folder written by "
                                 f"`python -m musika_tf export` holding {', '.join(EXPECTED_FILES)}")

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..files import recover_folder, replace_folder
+
 FORMAT = "musika-latents"
 VERSION = 1
 INDEX = "index.json"
@@ -75,13 +77,13 @@ class LatentWriter:
     def close(self) -> str:
         with open(os.path.join(self.tmp, INDEX), "w") as fh:
             json.dump({**self.meta, "entries": [asdict(e) for e in self.entries]}, fh, indent=1)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        os.replace(self.tmp, self.folder)
+        replace_folder(self.tmp, self.folder)
         return self.folder
 
 
 def read_index(folder: str) -> dict:
     """The store's index; raises FileNotFoundError / ValueError with the fix in the message."""
+    recover_folder(folder)
     path = os.path.join(folder, INDEX)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{folder}: no latent store ({INDEX} missing); run "
