@@ -89,3 +89,15 @@ def test_repeated_nan_restores_last_checkpoint_then_gives_up(tmp_path):
     ckpt = tf.train.Checkpoint(model=saved.model)
     ckpt.restore(tf.train.latest_checkpoint(str(tmp_path / "ckpt"))).expect_partial()
     np.testing.assert_array_equal(saved.model.get_weights()[0], trainer.model.get_weights()[0])
+
+
+def test_resume_refuses_a_checkpoint_that_does_not_hold_the_whole_state(tmp_path):
+    loop.fit(ToyTrainer(PRESET, str(tmp_path)), steps=5, progress=False)
+    # a checkpoint of the network alone (no optimiser slots, no step), as an older version might write
+    partial = tmp_path / "partial"
+    trainer = ToyTrainer(PRESET, str(partial))
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=trainer.model), str(partial / "ckpt"),
+                               max_to_keep=1).save()
+    with pytest.raises(ValueError, match=r"ckpt-1: the checkpoint does not hold exactly"):
+        loop.fit(ToyTrainer(PRESET, str(partial)), steps=10, progress=False)
+    loop.fit(ToyTrainer(PRESET, str(tmp_path)), steps=10, progress=False)  # a whole one resumes

@@ -174,7 +174,7 @@ def fit(trainer: Trainer, steps: int | None = None, resume: bool = True, progres
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(trainer.run_dir, CHECKPOINT_DIR),
                                          max_to_keep=max_to_keep)
     if resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        restore_all(checkpoint, manager.latest_checkpoint)
         tqdm.write(f"resumed {trainer.name} from {manager.latest_checkpoint} (step {int(step)})")
 
     step_fn = tf.function(trainer.train_step, jit_compile=preset.train.xla)
@@ -221,6 +221,19 @@ def _prefixed(optimizers: dict) -> dict:
     return {f"opt_{name}": opt for name, opt in optimizers.items()}
 
 
+def restore_all(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restore `path` into `checkpoint`, requiring every saved value and every tracked object
+    (weights, optimiser slots, counters) to match; a mismatch is an error naming the file."""
+    status = checkpoint.restore(path)
+    try:
+        status.assert_consumed()
+    except AssertionError as err:
+        raise ValueError(
+            f"{path}: the checkpoint does not hold exactly this stage's training state (networks, "
+            f"optimiser slots, counters): {str(err)[:400]}; it was written by another preset or "
+            "version: start the stage over with --no-resume or use another --run") from err
+
+
 def _recover(checkpoint, manager, restored_since_good: bool, name: str) -> bool:
     """Restore the last good checkpoint after repeated non-finite steps."""
     if restored_since_good or not manager.latest_checkpoint:
@@ -229,7 +242,7 @@ def _recover(checkpoint, manager, restored_since_good: bool, name: str) -> bool:
             + (" after restoring the last checkpoint" if restored_since_good else
                " and there is no checkpoint to restore yet")
             + "; lower the learning rate (--lr) or check the data")
-    checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    restore_all(checkpoint, manager.latest_checkpoint)
     tqdm.write(f"warning: {name}: repeated non-finite steps; restored {manager.latest_checkpoint}")
     return True
 
