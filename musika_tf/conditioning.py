@@ -41,6 +41,10 @@ MIN_BEAT_ACTIVATION = 0.2  # below this peak beat activation there is no tempo (
 ONSET_PEAK_PICKING = dict(threshold=0.54, smooth=0.05, pre_max=0.01, post_max=0.01, combine=0.03)
 
 
+class NoBeatsError(ValueError):
+    """Tempo estimation found no beats (silence, beatless music, too short)."""
+
+
 # ---------------------------------------------------------------------------------------------
 # madmom front end
 
@@ -103,7 +107,8 @@ def estimate_tempo(audio: np.ndarray, sample_rate: int,
     beats, tempo = _tempo_processors()
     activation = beats(_madmom_signal(audio, sample_rate))
     if activation.size == 0 or activation.max() < MIN_BEAT_ACTIVATION:
-        raise ValueError("no beats found in the audio (silent, beatless or too short?)")
+        raise NoBeatsError("no beats found in the audio (silent, beatless or too short?): no tempo "
+                           "to condition on")
     bpm = 60.0 * MADMOM_FPS / _strongest_interval(activation, tempo)
     return fold_tempo(bpm, *fold) if fold else bpm
 

@@ -88,7 +88,8 @@ def encode_dataset(ae: Autoencoder, items: list[AudioItem], out_dir: str, mode: 
     """Encode every usable file of `items` into a latent store at `out_dir` (written atomically).
 
     Files that cannot be read or are shorter than one latent are skipped with a warning and
-    counted in the returned summary.
+    counted in the returned summary; so are beatless files (no tempo) under tempo conditioning.
+    Under density conditioning a file without onsets is kept: its density is 0 (silence).
     """
     if mode not in MODES:
         raise ValueError(f"unknown encode mode {mode!r}; choose one of {MODES}")
@@ -99,7 +100,15 @@ def encode_dataset(ae: Autoencoder, items: list[AudioItem], out_dir: str, mode: 
     bar = tqdm(total=len(items), desc="encoding", unit="file", disable=not progress)
     for item, audio in iter_audio(items, rate, spl, summary, warn=tqdm.write):
         latents = encode_audio(ae, audio)
-        conditions = conditions_for(item, audio, preset, len(latents))
+        try:
+            conditions = conditions_for(item, audio, preset, len(latents))
+        except conditioning.NoBeatsError as error:  # beatless under tempo conditioning
+            summary.loaded -= 1
+            summary.seconds -= len(audio) / rate
+            summary.skipped.append((item.path, f"no tempo: {error}"))
+            tqdm.write(f"warning: skipping {item.path}: no tempo: {error}")
+            bar.update(1)
+            continue
         span = len(latents) if mode == "whole" else preset.gan.max_lat_len
         for start in chunk_starts(len(latents), span):
             stop = start + span

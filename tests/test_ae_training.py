@@ -119,6 +119,33 @@ def test_chunk_starts_cover_everything():
     assert encoding.chunk_starts(1100, 512) == [0, 512, 588]
 
 
+def _clicks(seconds: float, bpm: float) -> np.ndarray:
+    x = np.zeros(int(seconds * RATE), np.float32)
+    t = np.arange(int(0.05 * RATE)) / RATE
+    for beat in np.arange(0.1, seconds - 0.06, 60.0 / bpm):
+        i = int(beat * RATE)
+        x[i:i + len(t)] += 0.6 * np.sin(2 * np.pi * 70 * t) * np.exp(-40 * t)
+    return np.stack([x, x], axis=1)
+
+
+def test_silent_files_under_conditioning_are_skipped_or_zero_not_fatal(tmp_path):
+    sf.write(tmp_path / "beats.wav", _clicks(10.0, 128), RATE)
+    sf.write(tmp_path / "silence.wav", np.zeros((10 * RATE, 2), np.float32), RATE)
+    items = datasets.read_folder(str(tmp_path))
+    tempo = PRESET.with_overrides(max_lat_len=16, cond="tempo")
+    summary = encoding.encode_dataset(Autoencoder.build(tempo), items, str(tmp_path / "t"), "whole",
+                                      progress=False)
+    assert summary.loaded == 1 and [p for p, _ in summary.skipped] == [str(tmp_path / "silence.wav")]
+    assert "1 no tempo" in summary.line()
+    density = PRESET.with_overrides(max_lat_len=16, cond="density")
+    summary = encoding.encode_dataset(Autoencoder.build(density), items, str(tmp_path / "d"), "whole",
+                                      progress=False)
+    assert summary.loaded == 2 and not summary.skipped
+    entries = store.read_index(str(tmp_path / "d"))["entries"]
+    silent = next(e for e in entries if e["source"].endswith("silence.wav"))
+    assert store.load_entry(str(tmp_path / "d"), silent)["density"].max() == 0.0
+
+
 @pytest.mark.parametrize("mode", ["chunks", "whole"])
 def test_encode_dataset_writes_a_store_with_metadata(tmp_path, mode):
     preset = PRESET.with_overrides(max_lat_len=16, cond="density")
