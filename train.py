@@ -43,12 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from musika_tf.training.run import train
+    from musika_tf.training.run import run_folder, train
 
     if args.steps is not None and args.stage != "gan":  # --steps counts the stage being trained
         setattr(args, f"{args.stage}_steps", args.steps)
         args.steps = None
-    run_dir = args.run if os.sep in args.run else os.path.join("runs", args.run)
+    run_dir = run_folder(args.run)
     saved = config.load_preset(run_dir) if os.path.exists(os.path.join(run_dir, "preset.json")) else None
     preset = config.preset_from_args(args, saved)
     try:

@@ -32,12 +32,11 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _load_run_autoencoder(run: str):
-    import os
+    from .training.ae import autoencoder_source, load_autoencoder
+    from .training.run import run_folder
 
-    from .training.ae import load_trained_autoencoder
-
-    run_dir = run if os.sep in run else os.path.join("runs", run)
-    return load_trained_autoencoder(config.load_preset(run_dir), run_dir)
+    run_dir = run_folder(run)
+    return load_autoencoder(config.load_preset(run_dir), autoencoder_source(run_dir))
 
 
 def _encode(args: argparse.Namespace) -> None:
@@ -66,11 +65,10 @@ def _show_preset(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    import os
-
     from .export import export_from_run
+    from .training.run import run_folder
 
-    run_dir = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.join("runs", args.checkpoint)
+    run_dir = run_folder(args.checkpoint)
     card = {key: value for key, value in (("data", args.data), ("notes", args.notes)) if value}
     for entry in args.card or []:
         key, sep, value = entry.partition("=")

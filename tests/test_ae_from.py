@@ -93,3 +93,18 @@ def test_ae_from_errors_name_the_problem(source, tmp_path):
         train("ae1", PRESET, audio, str(tmp_path / "x"), progress=False, ae_from=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no trained autoencoder"):
         train("gan", PRESET, audio, str(tmp_path / "y"), progress=False, ae_from=str(tmp_path))
+
+
+def test_encode_and_decode_cli_use_a_run_or_its_autoencoder_source(source, tmp_path):
+    from musika_tf import cli
+
+    root, audio, model = source
+    linked = tmp_path / "runs" / "linked"  # a run whose autoencoder lives in the model folder
+    ae_stages.set_autoencoder_source(str(linked), model)
+    config.save_preset(config.load_preset(model), str(linked))
+    for run in (root / "runs" / "a", linked):
+        out = tmp_path / run.name
+        assert cli.main(["encode", audio, str(out), "--run", str(run), "--quiet"]) == 0
+        assert cli.main(["decode", str(out), str(tmp_path / f"{run.name}-wav"), "--run", str(run),
+                         "--quiet"]) == 0
+        assert len(list((tmp_path / f"{run.name}-wav").glob("*.wav"))) >= 2

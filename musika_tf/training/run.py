@@ -31,6 +31,12 @@ from . import ae as ae_stages
 from . import loop
 
 STAGES = ("ae1", "ae2", "gan")
+RUNS_DIR = "runs"
+
+
+def run_folder(name: str) -> str:
+    """The folder of run `name`: a path as given (it holds a separator or exists), else runs/NAME."""
+    return name if os.sep in name or os.path.isdir(name) else os.path.join(RUNS_DIR, name)
 
 
 def run_preset(run_dir: str, requested: Preset) -> Preset:
