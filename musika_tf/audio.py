@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
@@ -329,23 +328,3 @@ def save_spectrogram_png(path: str, audios: list, cfg: AudioConfig, titles: list
     finally:
         plt.close(fig)
     return path
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """Cheap facts about a file without decoding it all."""
-
-    path: str
-    sample_rate: int
-    channels: int
-    seconds: float
-
-
-def audio_info(path: str) -> AudioInfo:
-    """Sample rate, channel count and duration of a file (soundfile, else tensorflow-io)."""
-    try:
-        info = sf.info(path)
-        return AudioInfo(path, int(info.samplerate), int(info.channels), float(info.duration))
-    except Exception:  # noqa: BLE001
-        data, rate = _decode(path)
-        return AudioInfo(path, rate, data.shape[1], data.shape[0] / rate)

@@ -165,11 +165,6 @@ class CoordinateStream:
             yield self.next(1)[0]
 
 
-def v22_slider_to_bound(value: float) -> float:
-    """The v22 UI's stability/variety slider (0..100) -> truncation bound (0.01 .. 3.51)."""
-    return 0.01 + 3.5 * value / 100.0
-
-
 # ---------------------------------------------------------------------------------------------
 # Training: fresh random paths, one per batch element
 
