@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import keras
 import pytest
+import tensorflow as tf
 
 from musika_tf import config, coordinates, gan
 from musika_tf.data.latents import LatentWriter
@@ -122,7 +123,7 @@ def test_v44_step_is_finite_and_ema_follows_its_formula(store, tmp_path):
     ema_before = _weights(trainer.gen_ema)
     critic_before = _weights(trainer.critic)
     logs = _step(trainer)
-    assert logs.pop("finite") == 1.0
+    assert logs.pop("finite") == 1.0 and logs.pop("applied") == 1.0
     assert set(logs) == {"r1", "gp_weight", "d_loss_r", "d_loss_f", "d_loss", "g_loss", "lr"}
     assert all(np.isfinite(v) for v in logs.values())
     np.testing.assert_allclose(
@@ -148,7 +149,7 @@ def test_v22_step_with_reconstruction_head_and_condition(tmp_path):
         n_critic + len(trainer.critic_rec.trainable_variables))
     rec_before = _weights(trainer.critic_rec)
     logs = _step(trainer)
-    assert logs.pop("finite") == 1.0
+    assert logs.pop("finite") == 1.0 and logs.pop("applied") == 1.0
     assert set(logs) == {"gp", "d_loss_r", "d_loss_f", "rec_loss", "d_loss", "g_loss", "lr"}
     assert all(np.isfinite(v) for v in logs.values())
     expect = 0.5 * (logs["d_loss_r"] + logs["d_loss_f"]) + 10 * logs["gp"] + 10 * logs["rec_loss"]
@@ -180,6 +181,19 @@ def test_mixed_precision_step_uses_loss_scaling(store, tmp_path):
     assert trainer.generator.weights[0].dtype == "float32"
     logs = _step(trainer)
     assert logs.pop("finite") == 1.0 and all(np.isfinite(v) for v in logs.values())
+
+
+def test_a_step_the_loss_scaler_skips_advances_neither_ema_nor_counter(store, tmp_path):
+    trainer = _trainer(TINY.with_overrides(mixed_precision="on"), store, tmp_path)
+    trainer.build_optimizers()
+    trainer.g_opt.dynamic_scale.assign(2.0 ** 120)  # certain float16 overflow of the gradients
+    trainer.d_opt.dynamic_scale.assign(2.0 ** 120)
+    ema_before = _weights(trainer.gen_ema)
+    logs = _step(trainer)
+    assert logs["finite"] == 1.0 and logs["applied"] == 0.0
+    assert int(trainer.finished_steps.numpy()) == 0
+    _assert_same(ema_before, _weights(trainer.gen_ema))
+    assert float(trainer.g_opt.dynamic_scale.numpy()) < 2.0 ** 120  # the scaler backed off
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,3 +311,20 @@ def test_gan_moves_generated_statistics_towards_the_data(tmp_path):
     mean1, std1 = errors(trainer.gen_ema)
     assert mean1 < 0.35 * mean0, (mean0, mean1)
     assert mean1 + std1 < 0.6 * (mean0 + std0), (mean0, std0, mean1, std1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled paths a GPU run takes, for a few steps on the CPU
+
+
+@pytest.mark.parametrize("overrides", [{"mixed_precision": "on"}, {"xla": True}],
+                         ids=["mixed_float16 tf.function", "xla jit_compile"])
+def test_compiled_training_steps_run_and_checkpoint(store, tmp_path, overrides):
+    preset = TINY.with_overrides(save_every=3, log_every=1, **overrides)
+    trainer = _trainer(preset, store, tmp_path)
+    before = _weights(trainer.generator)
+    logs = loop.fit(trainer, steps=3, progress=False, preview=False)
+    assert all(np.isfinite(v) for v in logs.values())
+    assert int(trainer.finished_steps.numpy()) == 3
+    assert any(not np.array_equal(a, b) for a, b in zip(before, _weights(trainer.generator)))
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-3")

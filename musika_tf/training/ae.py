@@ -146,7 +146,8 @@ class AE1Phase1Trainer(_AETrainer):
         grads, used_vars = [g for g, _ in used], [v for _, v in used]
         finite = loop.update_is_finite([loss], grads, self.mixed)
         loop.apply_if_finite(self.opt, grads, used_vars, finite)
-        return {"l1": loss, "finite": finite}
+        return {"l1": loss, "finite": finite,
+                "applied": loop.update_applied(finite, grads, self.mixed)}
 
     def reconstruct(self, audio):
         spec = audio_lib.stereo_log_magnitude(audio, self.cfg).numpy()
@@ -197,7 +198,8 @@ class _AdversarialAETrainer(_AETrainer):
                                        gen_grads + critic_grads, self.mixed)
         loop.apply_if_finite(self.opt_gen, gen_grads, gen_vars, finite)
         loop.apply_if_finite(self.opt_critic, critic_grads, critic_vars, finite)
-        return {**logs, "finite": finite}
+        return {**logs, "finite": finite,
+                "applied": loop.update_applied(finite, gen_grads + critic_grads, self.mixed)}
 
 
 class AE1Phase2Trainer(_AdversarialAETrainer):

@@ -225,10 +225,12 @@ class GANTrainer(loop.Trainer):
         g_grads = g_tape.gradient(g_scaled, g_vars)
         d_grads = d_tape.gradient(d_scaled, d_vars)
         finite = loop.update_is_finite(list(logs.values()), g_grads + d_grads, self.mixed)
+        applied = loop.update_applied(finite, g_grads + d_grads, self.mixed)
         loop.apply_if_finite(self.g_opt, g_grads, g_vars, finite)
         loop.apply_if_finite(self.d_opt, d_grads, d_vars, finite)
-        tf.cond(finite, self._after_update, lambda: self._revert_switch(old_switch))
-        return {**logs, "lr": tf.identity(self.g_opt.learning_rate), "finite": finite}
+        tf.cond(applied, self._after_update, lambda: self._revert_switch(old_switch))
+        return {**logs, "lr": tf.identity(self.g_opt.learning_rate), "finite": finite,
+                "applied": applied}
 
     def preview(self, out_dir: str) -> None:
         """Four EMA-generator windows (fixed seeds) as ``latents{i}.npy``; with `decode_fn` also

@@ -63,6 +63,9 @@ def precision_policy(preset: Preset) -> str:
     return "mixed_float16" if use_mixed_precision(preset) else "float32"
 
 
+MAX_LOSS_SCALE_SKIPS = 64  # consecutive skipped loss-scaled updates before giving up (2^-64 scale)
+
+
 def scale_loss(optimizer, loss: tf.Tensor) -> tf.Tensor:
     """The loss a tape differentiates: scaled by a loss-scale optimiser, else unchanged."""
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -74,6 +77,13 @@ def update_is_finite(losses_: list, grads: list, mixed: bool) -> tf.Tensor:
     """Whether a step may be applied: finite losses, and finite gradients unless a loss-scale
     optimiser (mixed precision) handles overflowing gradients itself."""
     return all_finite(*losses_, *([] if mixed else grads))
+
+
+def update_applied(finite: tf.Tensor, grads: list, mixed: bool) -> tf.Tensor:
+    """Whether the optimisers really change the weights this step: `finite`, and under mixed
+    precision also finite (loss-scaled) gradients, since a loss-scale optimiser skips a step whose
+    gradients overflow (lowering its scale). A skipped step must not advance an EMA or a counter."""
+    return tf.logical_and(finite, all_finite(*grads)) if mixed else finite
 
 
 def all_finite(*tensors) -> tf.Tensor:
@@ -98,7 +108,8 @@ class Trainer:
     Subclasses set `name` and implement `models`, `optimizers`, `batches` and `train_step`;
     `extra_state` and `preview` are optional. `train_step(batch)` must return a dict of scalar
     losses plus a boolean `finite` and must not update anything when `finite` is False (use
-    `apply_if_finite`).
+    `apply_if_finite`); optionally a boolean `applied` (`update_applied`), False when a loss-scale
+    optimiser skipped the update, so the step is not counted.
     """
 
     name = "stage"
@@ -180,7 +191,7 @@ def fit(trainer: Trainer, steps: int | None = None, resume: bool = True, progres
     step_fn = tf.function(trainer.train_step, jit_compile=preset.train.xla)
     writer = tf.summary.create_file_writer(os.path.join(trainer.run_dir, LOG_DIR, trainer.name))
     running, last = RunningMeans(), {}
-    nan_streak, restored_since_good = 0, False
+    nan_streak, restored_since_good, scale_skips = 0, False, 0
     batches = trainer.batches()
     bar = tqdm(total=steps, initial=int(step), desc=trainer.name, unit="step", disable=not progress,
                dynamic_ncols=True)
@@ -194,6 +205,13 @@ def fit(trainer: Trainer, steps: int | None = None, resume: bool = True, progres
                 nan_streak = 0
             continue
         nan_streak, restored_since_good = 0, False
+        if not bool(logs.pop("applied", True)):  # loss scale lowered after an overflow: not a step
+            scale_skips += 1
+            if scale_skips > MAX_LOSS_SCALE_SKIPS:
+                raise NonFiniteTraining(f"{trainer.name}: {scale_skips} loss-scaled updates in a row "
+                                        "overflowed float16; train with --mixed-precision off")
+            continue
+        scale_skips = 0
         step.assign_add(1)
         bar.update(1)
         running.add(logs)
