@@ -147,8 +147,8 @@ def export_model(out_dir: str, preset: Preset, generator, autoencoder, card: dic
     tmp = out_dir + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     archive = keras.export.ExportArchive()
-    for model in (generator, autoencoder.decoder2, autoencoder.decoder):
-        archive.track(model)
+    # No archive.track(model): the endpoints capture every variable they use, and tracking the
+    # models as well would store each weight a second time (Keras variable + captured tf.Variable).
     for name, (fn, spec) in graphs.endpoints().items():
         archive.add_endpoint(name, fn, input_signature=spec)
     archive.write_out(tmp, verbose=False)

@@ -254,7 +254,7 @@ def evaluate(model_dir: str, data: str, settings: Settings = Settings(), embedde
     reconstructed = [reconstruct(ae, x.audio) for x in tqdm(reference, desc="reconstruct")]
     embedder = embedder or MusicnnEmbedder()
     report = {
-        "model": os.path.abspath(model_dir), "name": card.get("name"), "card": card,
+        "model": model_dir, "name": card.get("name"), "card": card,
         "data": data, "settings": asdict(settings),
         "reference_excerpts": len(reference), "training_excerpts": len(training),
         "fad": fad_section(embedder, generated, reference, training, reconstructed, rate, settings.seed),
