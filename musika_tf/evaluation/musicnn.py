@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .signal import mono_at_rate
+
 SAMPLE_RATE = 16000  # Hz, the rate the models were trained at
 N_FFT = 512
 HOP = 256  # samples at SAMPLE_RATE per spectrogram frame
@@ -167,19 +169,6 @@ def build_network(reader=None):
 # Features
 
 
-def to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mono float32 `[samples']` at 16 kHz from `[samples]` or `[samples, 2]` audio at
-    `sample_rate` Hz (channel mean, then librosa's soxr_hq resampler: what `librosa.load` does)."""
-    import librosa
-
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2 and audio.shape[1] <= 2:
-        audio = librosa.to_mono(np.ascontiguousarray(audio.T))
-    elif audio.ndim != 1:
-        raise ValueError(f"audio must be [samples] or [samples, 2], got shape {audio.shape}")
-    return librosa.resample(audio, orig_sr=sample_rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
-
-
 def log_mel_patches(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Network inputs, float32 `[patches, 187, 96]` (frames, mel bands) of log-compressed power.
 
@@ -189,7 +178,7 @@ def log_mel_patches(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     computes there; numpy 2 would compute it in float16)."""
     import librosa
 
-    y = to_model_rate(audio, sample_rate)
+    y = mono_at_rate(audio, sample_rate, SAMPLE_RATE)
     if y.size < MIN_SAMPLES:
         raise ValueError(f"audio of {y.size / SAMPLE_RATE:.3f} s is shorter than one musicnn patch "
                          f"of {PATCH_FRAMES} frames: at least {MIN_SECONDS:.3f} s "

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .signal import mono_at_rate
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 11025  # Hz, the rate the models were trained at
@@ -148,19 +150,6 @@ def rebuild_model(path: str | Path):
 # Features
 
 
-def to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mono float32 `[samples']` at SAMPLE_RATE from `[samples]` or `[samples, channels]` audio at
-    `sample_rate` Hz (channel mean, then librosa's soxr_hq resampler: what `librosa.load` does)."""
-    import librosa
-
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 2 and audio.shape[1] <= 2:
-        audio = librosa.to_mono(np.ascontiguousarray(audio.T))
-    elif audio.ndim != 1:
-        raise ValueError(f"audio must be [samples] or [samples, 2], got shape {audio.shape}")
-    return librosa.resample(audio, orig_sr=sample_rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
-
-
 def mel_windows(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Network inputs, float32 `[windows, 40, 256, 1]` (mel bands, frames), not yet normalised.
 
@@ -169,7 +158,7 @@ def mel_windows(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     frames after the last full window are dropped, as tempocnn does."""
     import librosa
 
-    y = to_model_rate(audio, sample_rate)
+    y = mono_at_rate(audio, sample_rate, SAMPLE_RATE)
     if y.size < MIN_SAMPLES:
         raise ValueError(f"audio of {y.size / SAMPLE_RATE:.2f} s is shorter than one Tempo-CNN "
                          f"window of {WINDOW_FRAMES} frames: at least {MIN_SECONDS:.2f} s needed")
