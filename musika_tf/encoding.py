@@ -22,7 +22,7 @@ from . import conditioning
 from .autoencoder import Autoencoder, split_stereo_latents, stereo_latents
 from .config import Preset
 from .data import latents as store
-from .data.datasets import AudioItem, LoadSummary, iter_audio
+from .data.datasets import AudioItem, LoadSummary, iter_audio, skip_loaded
 
 MODES = ("chunks", "whole")
 
@@ -103,10 +103,7 @@ def encode_dataset(ae: Autoencoder, items: list[AudioItem], out_dir: str, mode: 
         try:
             conditions = conditions_for(item, audio, preset, len(latents))
         except conditioning.NoBeatsError as error:  # beatless under tempo conditioning
-            summary.loaded -= 1
-            summary.seconds -= len(audio) / rate
-            summary.skipped.append((item.path, f"no tempo: {error}"))
-            tqdm.write(f"warning: skipping {item.path}: no tempo: {error}")
+            skip_loaded(summary, tqdm.write, item.path, len(audio) / rate, f"no tempo: {error}")
             bar.update(1)
             continue
         span = len(latents) if mode == "whole" else preset.gan.max_lat_len

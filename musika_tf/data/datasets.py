@@ -184,6 +184,13 @@ def iter_audio(items: list[AudioItem], sample_rate: int, min_length: int = 0,
         yield item, audio
 
 
+def skip_loaded(summary: LoadSummary, warn, path: str, seconds: float, reason: str) -> None:
+    """Count a file `iter_audio` loaded as skipped after all (a later step found it unusable)."""
+    summary.loaded -= 1
+    summary.seconds -= seconds
+    _skip(summary, warn, path, reason)
+
+
 def _skip(summary: LoadSummary, warn, path: str, reason: str) -> None:
     summary.skipped.append((path, reason))
     warn(f"warning: skipping {path}: {reason}")
