@@ -1,8 +1,9 @@
 """Conditioning curves: note density (piano) and tempo (techno), one value per latent frame.
 
-A condition enters the generator and critic as one extra input channel along time
-(`gan.append_condition`), so every signal here is a float32 curve ``[num_frames]`` in [0, 1], one
-value per second-level latent (``preset.samples_per_latent`` samples each).
+A condition is a float32 curve ``[num_frames]`` in [0, 1], one value per second-level latent
+(``preset.samples_per_latent`` samples each). It enters the generator and critic as extra input
+channels along time (`network_condition`, appended by `gan.append_condition`): density as one
+channel; tempo as three, the value plus the cosine and sine of the beat phase.
 
 Note density (``preset.gan.cond == 'density'``): madmom's CNN onset detector -> onset times ->
 Gaussian kernel density (std ``preset.gan.density_bandwidth`` s, edge corrected) evaluated at the
@@ -13,7 +14,9 @@ slider travel as dense playing: 0 = silence, 0.25 ~ 1/s, 0.5 ~ 3.1/s, 0.75 ~ 7.4
 Tempo (``'tempo'``): madmom's RNN beat activations -> comb-filter tempo histogram -> strongest
 tempo (parabolically refined), folded by octaves into [TEMPO_MIN, TEMPO_MAX] -> `normalise_tempo`:
 linear over that range, clipped; the curve is constant over a track (ground-truth tempo is used
-when a data set has it).
+when a data set has it). Beside it a latent store keeps the beat phase of every frame
+(`beat_offset`: where madmom's beat activation puts the beats of that tempo); at generation time
+the phase is integrated from the requested tempo (`advance_beat_phase`).
 
 Both normalisations are fixed module constants, not preset fields, so that every checkpoint and
 the app's 0..1 slider share one mapping (`denormalise_condition` gives the display value).
@@ -32,6 +35,9 @@ DENSITY_MAX = 16.0  # onsets per second mapped to 1.0 by `normalise_density`
 TEMPO_MIN = 60.0  # BPM mapped to 0.0 by `normalise_tempo` (and lower edge of octave folding)
 TEMPO_MAX = 200.0  # BPM mapped to 1.0 (and upper edge of octave folding)
 CONDITION_UNITS = {"density": "onsets/s", "tempo": "BPM"}
+# Version of what `stored_conditions` writes per condition (part of a latent store's fingerprint,
+# so a store from an older version is re-encoded): tempo v2 added the beat phase.
+STORED_VERSION = {"none": 1, "density": 1, "tempo": 2}
 
 MADMOM_RATE = 44100  # Hz: madmom's onset and beat networks were trained at this rate
 MADMOM_FPS = 100  # activation frames per second of both networks
@@ -94,22 +100,33 @@ def onset_times(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.asarray(peak_picker(activation(_madmom_signal(audio, sample_rate))), np.float64)
 
 
+def beat_activation(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """madmom RNN beat activation ``[frames]`` float64 at MADMOM_FPS of ``[samples(, channels)]`` audio.
+
+    About 6 s of CPU per minute of audio. Raises NoBeatsError when it never exceeds
+    MIN_BEAT_ACTIVATION (silence, beatless music, too short).
+    """
+    beats, _ = _tempo_processors()
+    activation = np.asarray(beats(_madmom_signal(audio, sample_rate)), np.float64)
+    if activation.size == 0 or activation.max() < MIN_BEAT_ACTIVATION:
+        raise NoBeatsError("no beats found in the audio (silent, beatless or too short?): no tempo "
+                           "to condition on")
+    return activation
+
+
 def estimate_tempo(audio: np.ndarray, sample_rate: int,
-                   fold: tuple[float, float] | None = (TEMPO_MIN, TEMPO_MAX)) -> float:
-    """Global tempo in BPM of ``[samples(, channels)]`` audio.
+                   fold: tuple[float, float] | None = (TEMPO_MIN, TEMPO_MAX),
+                   activation: np.ndarray | None = None) -> float:
+    """Global tempo in BPM of ``[samples(, channels)]`` audio (or of its `beat_activation`).
 
     madmom RNN beat activations -> `TempoEstimationProcessor`'s smoothed comb-filter histogram of
     beat intervals (40-250 BPM) -> its highest bin, refined to a fractional interval by a parabola
     through the bin and its neighbours (100 fps lags alone are ~1.5 BPM apart at 140 BPM) ->
-    folded by octaves into ``fold`` (None: keep as detected). About 6 s of CPU per minute of audio.
-    Raises ValueError when the beat activation never exceeds MIN_BEAT_ACTIVATION (e.g. silence).
+    folded by octaves into ``fold`` (None: keep as detected). Raises NoBeatsError without beats.
     """
-    beats, tempo = _tempo_processors()
-    activation = beats(_madmom_signal(audio, sample_rate))
-    if activation.size == 0 or activation.max() < MIN_BEAT_ACTIVATION:
-        raise NoBeatsError("no beats found in the audio (silent, beatless or too short?): no tempo "
-                           "to condition on")
-    bpm = 60.0 * MADMOM_FPS / _strongest_interval(activation, tempo)
+    if activation is None:
+        activation = beat_activation(audio, sample_rate)
+    bpm = 60.0 * MADMOM_FPS / _strongest_interval(activation, _tempo_processors()[1])
     return fold_tempo(bpm, *fold) if fold else bpm
 
 
@@ -237,30 +254,90 @@ def denormalise_condition(cond: str, value: np.ndarray | float) -> np.ndarray:
     return _DENORMALISE[cond](value)
 
 
-def condition_curve(preset: Preset, audio: np.ndarray | None = None, num_frames: int | None = None,
-                    tempo_bpm: float | None = None) -> np.ndarray | None:
-    """The preset's condition for one piece of audio: ``[num_frames]`` float32 in [0, 1], or None.
+def stored_conditions(preset: Preset, audio: np.ndarray, num_frames: int,
+                      tempo_bpm: float | None = None) -> dict:
+    """The arrays a latent store keeps beside one file's ``num_frames`` latents for ``preset.gan.cond``.
 
-    ``cond='none'`` -> None; ``'density'`` -> `density_curve` (needs audio); ``'tempo'`` -> constant
-    curve of `tempo_bpm` when known (ground truth), else of `estimate_tempo(audio)`. ``num_frames``
-    defaults to the latent frames in `audio` (``len(audio) // samples_per_latent``).
+    ``'none'`` -> ``{}``; ``'density'`` -> ``density [num_frames]`` (`density_curve`); ``'tempo'`` ->
+    ``tempo []`` (normalised), ``tempo_bpm []`` and ``beat_phase [num_frames]`` (cycles, `beat_phase`)
+    for `tempo_bpm` when the data set lists it (ground truth), else for `estimate_tempo(audio)`.
+    Raises NoBeatsError for a beatless file under tempo conditioning.
     """
-    cond = preset.gan.cond
-    if cond == "none":
-        return None
-    if num_frames is None:
-        if audio is None:
-            raise ValueError("condition_curve needs audio or num_frames")
-        num_frames = latent_frames(len(audio), preset)
+    cond, rate = preset.gan.cond, preset.audio.sample_rate
     if cond == "density":
-        if audio is None:
-            raise ValueError("the density condition needs audio")
-        return density_curve(audio, preset, num_frames)
-    if tempo_bpm is None:
-        if audio is None:
-            raise ValueError("the tempo condition needs audio or tempo_bpm")
-        tempo_bpm = estimate_tempo(audio, preset.audio.sample_rate)
-    return tempo_curve(tempo_bpm, num_frames)
+        return {"density": density_curve(audio, preset, num_frames)}
+    if cond != "tempo":
+        return {}
+    activation = beat_activation(audio, rate)
+    bpm = float(tempo_bpm) if tempo_bpm else estimate_tempo(audio, rate, activation=activation)
+    offset = beat_offset(activation, bpm)
+    phase = offset + np.arange(num_frames) * (bpm / 60.0 / preset.latent_rate)
+    return {"tempo": np.float32(normalise_tempo(bpm)), "tempo_bpm": np.float32(bpm),
+            "beat_phase": np.mod(phase, 1.0).astype(np.float32)}
+
+
+def beat_offset(activation: np.ndarray, bpm: float) -> float:
+    """Beat phase in cycles [0, 1) at the first sample of a `beat_activation`, for a steady `bpm`.
+
+    The phase ``offset + t * bpm / 60`` is an integer on the beats: `offset` maximises the
+    correlation of ``cos(2 pi phase(t))`` with the activation (the argument of one complex sum).
+    """
+    times = np.arange(len(activation)) / MADMOM_FPS
+    moment = np.sum(np.asarray(activation, np.float64) * np.exp(2j * np.pi * times * bpm / 60.0))
+    return float(np.mod(-np.angle(moment) / (2.0 * np.pi), 1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Network inputs
+
+
+def condition_channels(cond: str) -> int:
+    """Condition channels the generator and critic take: none 0, density 1, tempo 3."""
+    return {"none": 0, "density": 1, "tempo": 3}[cond]
+
+
+def network_condition(cond: str, values: np.ndarray, beat_phase: np.ndarray | None = None
+                      ) -> np.ndarray:
+    """Network input ``[..., T, condition_channels(cond)]`` float32 from normalised values ``[..., T]``.
+
+    density: the value itself. tempo: ``[value, cos 2 pi phase, sin 2 pi phase]`` with `beat_phase`
+    ``[..., T]`` in cycles (an integer on every beat), so the networks see where the beats fall, not
+    only how fast they are: a steady pulse is then a local pattern the generator can place and the
+    critic can check.
+    """
+    values = np.asarray(values, np.float32)
+    if cond == "density":
+        return values[..., None]
+    if cond != "tempo":
+        raise ValueError(f"no network condition for cond={cond!r}")
+    if beat_phase is None:
+        raise ValueError("the tempo condition needs the beat phase of every frame")
+    angle = 2.0 * np.pi * np.asarray(beat_phase, np.float64)
+    return np.stack([values, np.cos(angle), np.sin(angle)], axis=-1).astype(np.float32)
+
+
+def advance_beat_phase(values: np.ndarray, start: float, frame_seconds: float) -> tuple:
+    """Beat phase of consecutive frames with normalised tempi `values` ``[T]``, the first at `start`.
+
+    Returns ``(phase [T] float64 cycles, phase of the frame after the last)``; each frame advances
+    the phase by its tempo in beats per frame, so a tempo change bends the beat grid without a jump.
+    """
+    steps = tempo_from_normalised(values) / 60.0 * frame_seconds
+    phase = start + np.concatenate([[0.0], np.cumsum(steps)])
+    return np.mod(phase[:-1], 1.0), float(np.mod(phase[-1], 1.0))
+
+
+def generation_condition(cond: str, values: np.ndarray, start_phase: float,
+                         frame_seconds: float) -> tuple:
+    """Network condition for generating consecutive frames with normalised `values` ``[T]``.
+
+    Returns ``(network condition [T, K], beat phase after the last frame)``: tempo integrates the
+    beat phase from `start_phase` (`advance_beat_phase`); density passes the phase through.
+    """
+    if cond != "tempo":
+        return network_condition(cond, values), start_phase
+    phase, after = advance_beat_phase(values, start_phase, frame_seconds)
+    return network_condition(cond, values, phase), after
 
 
 def constant_condition(preset: Preset, value: float, num_frames: int) -> np.ndarray | None:

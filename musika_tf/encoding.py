@@ -66,18 +66,6 @@ def chunk_starts(length: int, chunk: int) -> list[int]:
     return starts
 
 
-def conditions_for(item: AudioItem, audio: np.ndarray, preset: Preset, num_latents: int) -> dict:
-    """The signals ``preset.gan.cond`` needs, normalised to [0, 1]: ``density`` ``[T]`` or
-    ``tempo`` ``[]`` (plus ``tempo_bpm`` ``[]``; ground truth when the data set lists it)."""
-    cond = preset.gan.cond
-    if cond == "density":
-        return {"density": conditioning.density_curve(audio, preset, num_frames=num_latents)}
-    if cond == "tempo":
-        bpm = item.tempo if item.tempo else conditioning.estimate_tempo(audio, preset.audio.sample_rate)
-        return {"tempo": np.float32(conditioning.normalise_tempo(bpm)), "tempo_bpm": np.float32(bpm)}
-    return {}
-
-
 def _slice_conditions(conditions: dict, start: int, stop: int) -> dict:
     return {k: v[start:stop] if np.ndim(v) else v for k, v in conditions.items()}
 
@@ -101,7 +89,7 @@ def encode_dataset(ae: Autoencoder, items: list[AudioItem], out_dir: str, mode: 
     for item, audio in iter_audio(items, rate, spl, summary, warn=tqdm.write):
         latents = encode_audio(ae, audio)
         try:
-            conditions = conditions_for(item, audio, preset, len(latents))
+            conditions = conditioning.stored_conditions(preset, audio, len(latents), item.tempo)
         except conditioning.NoBeatsError as error:  # beatless under tempo conditioning
             skip_loaded(summary, tqdm.write, item.path, len(audio) / rate, f"no tempo: {error}")
             bar.update(1)

@@ -36,7 +36,8 @@ from .inference import ENDPOINTS, BlockLayout, InferenceGraphs, window_seconds
 CARD_FILENAME = "model_card.json"
 WEIGHTS_DIR = "weights"
 README_FILENAME = "README.md"
-FORMAT, FORMAT_VERSION = "musika-tf-model", 1
+# v2: generate_windows takes the network condition [W, latlen, K] (v1: one channel [W, latlen]).
+FORMAT, FORMAT_VERSION = "musika-tf-model", 2
 EXPECTED_FILES = ("saved_model.pb", "variables/", PRESET_FILENAME, CARD_FILENAME)
 
 
@@ -57,7 +58,8 @@ def _card(preset: Preset, layout: BlockLayout, card: dict) -> dict:
         "conditioning": cond,
         "conditioning_input": None if cond == "none" else (
             f"{cond} in {CONDITION_UNITS[cond]}, normalised to [0, 1] by "
-            "musika_tf.conditioning.normalise_condition, one value per latent frame"),
+            "musika_tf.conditioning.normalise_condition, one value per latent frame; the "
+            "generate_windows signature takes musika_tf.conditioning.network_condition of it"),
         "latent_rate_hz": preset.latent_rate,
         "window_seconds": window_seconds(preset),
         "inference_layout": layout.to_dict(),
@@ -201,6 +203,10 @@ class ExportedModel:
         self.saved = tf.saved_model.load(folder)
         for name in ENDPOINTS:
             setattr(self, name, getattr(self.saved, name))
+        if self.card.get("format_version", 1) < 2 and self.preset.gan.cond != "none":
+            raise ValueError(f"{folder}: a conditioned model exported by an older version (format "
+                             "v1, one condition channel); re-export its run with `python -m "
+                             "musika_tf export RUN OUT`")
 
 
 def load_exported(folder: str) -> ExportedModel:

@@ -2,7 +2,7 @@
 
 Tensors are channels-last ``[B, 1, T, C]`` (time on the width axis), as in the autoencoder.
 
-Generator: coordinates ``[B, latlen, Cz]`` (``Cz = 2*coorddepth``, +1 with conditioning) -> FOLD(2) ->
+Generator: coordinates ``[B, latlen, Cz]`` (``Cz = 2*coorddepth`` + condition channels) -> FOLD(2) ->
 each half-window ``z0`` (``T0 = latlen/2`` steps) and its average-pooled pyramid ``z1, z2, ...`` (level l
 has ``T0/2^l`` steps) -> a Dense head from the coarsest level -> upsampling units, each modulated by the
 pyramid level of its own time length -> UNFOLD(2) -> stereo latents ``[B, 1, latlen, stereo_latent_dim]``.
@@ -11,12 +11,13 @@ pyramid level of its own time length -> UNFOLD(2) -> stereo latents ``[B, 1, lat
   time length and its shortcut has no pixel shuffle).
 - v22: SLE gates instead of residuals, tanh output.
 
-Critic: a full window ``[B, 1, latlen, stereo_latent_dim (+1)]`` -> strided conv -> ResBlockD stack ->
+Critic: a full window ``[B, 1, latlen, stereo_latent_dim (+ condition channels)]`` -> strided conv -> ResBlockD stack ->
 Dense logit ``[B, 1]``. v22 (or ``critic_reconstruction``) also returns the last feature map, which the
 reconstruction head decodes back to the real window.
 
-Conditioning (``preset.gan.cond != 'none'``): one extra input channel, the per-latent-frame condition
-curve, appended LAST (`append_condition`). In the generator it travels with the coordinates, so it is
+Conditioning (``preset.gan.cond != 'none'``): extra input channels per latent frame, appended LAST
+(`append_condition`): density one (the curve), tempo three (the value and the cosine and sine of the
+beat phase, `conditioning.network_condition`). In the generator it travels with the coordinates, so it is
 folded and average-pooled with them and enters every modulation and the Dense head; the critic takes it
 as an extra input channel (v22: concatenated after the frozen projection, as the reference's
 conditional branch does). With ``cond='none'`` the networks are exactly the reference's (the v22
@@ -36,6 +37,7 @@ import keras
 from keras import layers as L
 from keras import ops
 
+from musika_tf import conditioning
 from musika_tf.config import Preset
 from musika_tf.layers import NoiseInjection, fold, unfold
 
@@ -111,12 +113,14 @@ def res_block_d(x, filters: int, kernel: int, name: str, *, first_kernel: int | 
 
 
 def append_condition(x, curve):
-    """Append the condition curve as the last input channel.
+    """Append the condition as the last input channels.
 
-    ``x``: coordinates ``[B, T, C]`` or latents ``[B, 1, T, C]``; ``curve``: ``[B, T]`` (one value per
-    latent frame) -> ``[..., T, C+1]``.
+    ``x``: coordinates ``[B, T, C]`` or latents ``[B, 1, T, C]``; ``curve``: network condition
+    ``[B, T, K]`` (`conditioning.network_condition`) or one channel ``[B, T]`` -> ``[..., T, C+K]``.
     """
-    curve = ops.expand_dims(ops.cast(curve, x.dtype), -1)
+    curve = ops.cast(curve, x.dtype)
+    if len(curve.shape) == 2:
+        curve = ops.expand_dims(curve, -1)
     if len(x.shape) == 4:
         curve = ops.expand_dims(curve, 1)
     return ops.concatenate([x, curve], axis=-1)
@@ -127,12 +131,12 @@ def append_condition(x, curve):
 
 
 def condition_channels(preset: Preset) -> int:
-    """Extra input channels for conditioning: 0 (cond='none') or 1."""
-    return 0 if preset.gan.cond == "none" else 1
+    """Extra input channels for conditioning: none 0, density 1, tempo 3 (value, beat phase)."""
+    return conditioning.condition_channels(preset.gan.cond)
 
 
 def coordinate_channels(preset: Preset) -> int:
-    """Generator input width: 2*coorddepth coordinates (+1 condition channel)."""
+    """Generator input width: 2*coorddepth coordinates (+ condition channels)."""
     return 2 * preset.gan.coorddepth + condition_channels(preset)
 
 

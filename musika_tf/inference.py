@@ -29,7 +29,9 @@ single `tf.signal.inverse_stft` over all frames it differs only by float32 round
 seconds per window (reference section 9, item 18) and no dropped batch (item 16).
 
 Conditioning (models trained with ``preset.gan.cond != 'none'``): one normalised value in [0, 1] per
-latent frame, either a constant or a curve (`ConditionSchedule`). A stream's condition can be changed
+latent frame, either a constant or a curve (`ConditionSchedule`). Tempo models also get the beat
+phase, integrated over the stream from 0 at its first frame, so the beat grid runs on unbroken
+across windows and bends smoothly when the tempo changes. A stream's condition can be changed
 between blocks; the change applies from the next generator block not yet generated
 (`AudioStream.set_condition` returns that sample position).
 """
@@ -49,7 +51,8 @@ from .autoencoder import latents_per_chunk, reseed_decoders
 from .config import Preset
 from .files import atomic_path
 from .coordinates import CoordinateStream
-from .gan import append_condition
+from .conditioning import generation_condition
+from .gan import append_condition, condition_channels
 from .layers import fold, reseed_noise
 
 DEFAULT_BOUND = 2.0  # truncation / variety bound (the v44 UI default)
@@ -156,8 +159,9 @@ def istft_block(magnitude: tf.Tensor, phase: tf.Tensor, carry: tf.Tensor, cfg) -
 class InferenceGraphs:
     """The engine's compiled entry points over live Keras networks (what `export` saves).
 
-    - ``generate_windows(coordinates [W, latlen, 2cd] (, condition [W, latlen]), seed int64 [])
-      -> latents [W, latlen, 2D]``
+    - ``generate_windows(coordinates [W, latlen, 2cd] (, condition [W, latlen, K]), seed int64 [])
+      -> latents [W, latlen, 2D]``; the condition is the network condition
+      (`musika_tf.conditioning.network_condition`: density K=1, tempo K=3 with the beat phase)
     - ``decode_spectrogram(latents [T, 2D], seed) -> {magnitude, phase}`` each ``[2, T*fpl, bins]``
     - ``decode_block(latents [T, 2D], carry [2, 3, 4*hop], seed) -> {audio [T*fpl*hop, 2],
       carry [2, 3, 4*hop]}``: the streaming step (audio clipped to [-1, 1])
@@ -186,7 +190,8 @@ class InferenceGraphs:
         latents = tf.TensorSpec([None, p.stereo_latent_dim], tf.float32, name="latents")
         carry = tf.TensorSpec([2, CARRY_FRAMES, 4 * p.audio.hop], tf.float32, name="carry")
         if self.conditional:
-            cond = tf.TensorSpec([None, p.gan.latlen], tf.float32, name="condition")
+            cond = tf.TensorSpec([None, p.gan.latlen, condition_channels(p)], tf.float32,
+                                 name="condition")
             generate = (self._generate_conditional, [coords, cond, seed])
         else:
             generate = (self._generate, [coords, seed])
@@ -288,6 +293,7 @@ class AudioStream:
         self._coords = CoordinateStream(preset, bound, self.seed)
         self._latents = np.zeros((0, preset.stereo_latent_dim), np.float32)
         self._carry = np.zeros((2, CARRY_FRAMES, 4 * preset.audio.hop), np.float32)
+        self._beat_phase = 0.0  # tempo models: beat phase (cycles) of the next frame to generate
         self._block = 0  # next generator block
         self._unit = 0  # next decode unit
         self._unit_latents = layout.unit_latents(preset)
@@ -342,7 +348,9 @@ class AudioStream:
         args = [coords]
         if self._schedule is not None:
             values = self._schedule.values(self.frames_generated, coords.shape[0] * coords.shape[1])
-            args.append(values.reshape(coords.shape[:2]))
+            features, self._beat_phase = generation_condition(
+                self.engine.preset.gan.cond, values, self._beat_phase, 1.0 / self.engine.preset.latent_rate)
+            args.append(features.reshape(*coords.shape[:2], -1))
         latents = self.engine.backend.generate_windows(*args, seed).numpy()
         self._latents = np.concatenate([self._latents, latents.reshape(-1, latents.shape[-1])])
         self._block += 1

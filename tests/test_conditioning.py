@@ -161,38 +161,81 @@ def test_tempo_round_trip_and_curve():
 # Dispatch on preset.gan.cond
 
 
-def test_condition_curve_none():
+def test_stored_conditions_none():
     preset = get_preset("tiny")
     audio = np.zeros((preset.samples_per_latent * 4, 2), np.float32)
-    assert C.condition_curve(preset, audio) is None
+    assert C.stored_conditions(preset, audio, 4) == {}
     assert C.constant_condition(preset, 3.0, 4) is None
 
 
-def test_condition_curve_density_uses_detected_onsets(monkeypatch):
+def test_stored_density_uses_detected_onsets(monkeypatch):
     monkeypatch.setattr(C, "onset_times", lambda audio, sr: steady_clicks(4.0, 30.0, offset=0.125))
     seconds_per_frame = PIANO.samples_per_latent / PIANO.audio.sample_rate
     audio = np.zeros((PIANO.samples_per_latent * 100 + 17, 2), np.float32)
-    curve = C.condition_curve(PIANO, audio)
+    stored = C.stored_conditions(PIANO, audio, 100)
+    assert list(stored) == ["density"]
+    curve = stored["density"]
     assert curve.shape == (100,) and curve.dtype == np.float32
     np.testing.assert_allclose(curve[40:60], C.normalise_density(4.0), rtol=0.01)
-    assert C.condition_curve(PIANO, audio, num_frames=12).shape == (12,)
+    assert C.stored_conditions(PIANO, audio, 12)["density"].shape == (12,)
     assert 100 * seconds_per_frame < 30.0  # the fake onsets cover the whole audio
-    with pytest.raises(ValueError):
-        C.condition_curve(PIANO, num_frames=5)
 
 
-def test_condition_curve_tempo_prefers_ground_truth(monkeypatch):
+@pytest.mark.parametrize("late", [0.0, 0.13, 0.31])
+def test_beat_offset_finds_where_the_beats_fall(late):
+    """A loop whose beats start `late` seconds in has phase -late * bpm / 60 at its first sample."""
+    bpm, rate = 128.0, TECHNO.audio.sample_rate
+    loop = drum_loop(bpm, 12.0, rate)
+    audio = np.concatenate([np.zeros((int(round(late * rate)), 2), np.float32), loop])
+    offset = C.beat_offset(C.beat_activation(audio, rate), bpm)
+    error = (offset - (-late * bpm / 60.0)) % 1.0
+    assert min(error, 1.0 - error) < 0.04  # cycles: under 20 ms at 128 BPM
+
+
+def test_stored_tempo_prefers_ground_truth_and_keeps_the_beat_phase(monkeypatch):
     calls = []
-    monkeypatch.setattr(C, "estimate_tempo", lambda audio, sr: calls.append(sr) or 130.0)
-    audio = np.zeros((TECHNO.samples_per_latent * 9, 2), np.float32)
-    np.testing.assert_array_equal(C.condition_curve(TECHNO, audio, tempo_bpm=95.0), C.tempo_curve(95.0, 9))
-    without_audio = C.condition_curve(TECHNO, num_frames=3, tempo_bpm=95.0)
-    np.testing.assert_array_equal(without_audio, C.tempo_curve(95.0, 3))
-    assert calls == []
-    np.testing.assert_array_equal(C.condition_curve(TECHNO, audio), np.full(9, 0.5, np.float32))
-    assert calls == [TECHNO.audio.sample_rate]
-    with pytest.raises(ValueError):
-        C.condition_curve(TECHNO, num_frames=3)
+    real_estimate = C.estimate_tempo
+    monkeypatch.setattr(C, "estimate_tempo", lambda *a, **k: calls.append(1) or real_estimate(*a, **k))
+    rate = TECHNO.audio.sample_rate
+    audio = drum_loop(124.0, 12.0, rate)
+    frames = len(audio) // TECHNO.samples_per_latent
+    stored = C.stored_conditions(TECHNO, audio, frames, tempo_bpm=124.0)
+    assert calls == [] and stored["tempo_bpm"] == 124.0
+    assert stored["tempo"] == C.normalise_tempo(124.0)
+    step = 124.0 / 60.0 / TECHNO.latent_rate  # beats per latent frame
+    np.testing.assert_allclose(np.diff(np.unwrap(2 * np.pi * stored["beat_phase"])) / (2 * np.pi),
+                               (step + 0.5) % 1.0 - 0.5, atol=1e-5)
+    assert abs((stored["beat_phase"][0] + 0.5) % 1.0 - 0.5) < 0.04  # the loop starts on a beat
+    estimated = C.stored_conditions(TECHNO, audio, frames)
+    assert calls == [1] and abs(float(estimated["tempo_bpm"]) - 124.0) < 2.0
+    with pytest.raises(C.NoBeatsError):
+        C.stored_conditions(TECHNO, np.zeros_like(audio), frames, tempo_bpm=124.0)
+
+
+def test_network_condition_channels():
+    values = np.array([[0.2, 0.4, 0.6]], np.float32)
+    assert C.network_condition("density", values).shape == (1, 3, 1)
+    tempo = C.network_condition("tempo", values, np.array([[0.0, 0.25, 0.5]]))
+    np.testing.assert_allclose(tempo[0], [[0.2, 1, 0], [0.4, 0, 1], [0.6, -1, 0]], atol=1e-6)
+    assert [C.condition_channels(c) for c in ("none", "density", "tempo")] == [0, 1, 3]
+    with pytest.raises(ValueError, match="beat phase"):
+        C.network_condition("tempo", values)
+
+
+def test_beat_phase_runs_on_across_calls_and_follows_the_tempo():
+    frame = 0.1
+    values = C.normalise_tempo(np.r_[np.full(7, 120.0), np.full(5, 150.0)])
+    whole, end = C.advance_beat_phase(values, 0.3, frame)
+    first, middle = C.advance_beat_phase(values[:4], 0.3, frame)
+    second, end2 = C.advance_beat_phase(values[4:], middle, frame)
+    np.testing.assert_allclose(np.r_[first, second], whole, atol=1e-9)
+    assert end == pytest.approx(end2)
+    steps = np.diff(np.unwrap(2 * np.pi * whole)) / (2 * np.pi)
+    np.testing.assert_allclose(steps, np.r_[np.full(7, 0.2), np.full(4, 0.25)], atol=1e-9)
+    features, after = C.generation_condition("tempo", values, 0.3, frame)
+    assert features.shape == (12, 3) and after == pytest.approx(end)
+    density, phase = C.generation_condition("density", values, 0.3, frame)
+    assert density.shape == (12, 1) and phase == 0.3
 
 
 def test_constant_condition_normalises_user_values():

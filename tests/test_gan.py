@@ -51,8 +51,8 @@ def test_v22_parameter_counts():
     assert trainable == 15_822_081  # the 1x1 projection is frozen
     assert critic.get_layer("proj").trainable is False
     assert _params(rec) == 4_745_408
-    # a conditional generator has the reference's 129-channel count
-    assert _params(gan.build_generator(get_preset("paper22", cond="tempo"))) == 14_071_946
+    # a one-channel conditional generator has the reference's 129-channel count
+    assert _params(gan.build_generator(get_preset("paper22", cond="density"))) == 14_071_946
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,13 +62,15 @@ def test_crops_are_windows_of_the_stored_arrays_with_aligned_conditions(tmp_path
     latlen = 16
     lengths = [10, 40, 16]  # the first is too short and must never be drawn
     entries = [{"latents": np.arange(n * 4, dtype=np.float32).reshape(n, 4) + 1000 * i,
-                "density": np.arange(n, dtype=np.float32) / 100 + i, "tempo": np.float32(0.25 * i)}
+                "density": np.arange(n, dtype=np.float32) / 100 + i, "tempo": np.float32(0.25 * i),
+                "beat_phase": np.mod(np.arange(n) * 0.37 + 0.1 * i, 1.0).astype(np.float32)}
                for i, n in enumerate(lengths)]
     rng = np.random.default_rng(0)
     for cond in ("density", "tempo"):
         crops = G.LatentCrops(entries, latlen, cond)
         real, curve = crops.sample(64, rng)
-        assert real.shape == (64, latlen, 4) and curve.shape == (64, latlen)
+        channels = 1 if cond == "density" else 3
+        assert real.shape == (64, latlen, 4) and curve.shape == (64, latlen, channels)
         source = (real[:, 0, 0] // 1000).astype(int)
         assert set(source) == {1, 2}
         start = (real[:, 0, 0] % 1000).astype(int) // 4
@@ -76,14 +78,20 @@ def test_crops_are_windows_of_the_stored_arrays_with_aligned_conditions(tmp_path
         for k in range(64):
             expect = entries[source[k]]["latents"][start[k]:start[k] + latlen]
             np.testing.assert_array_equal(real[k], expect)
+            entry = entries[source[k]]
             if cond == "density":
-                np.testing.assert_allclose(curve[k], entries[source[k]]["density"][start[k]:][:latlen])
+                np.testing.assert_allclose(curve[k, :, 0], entry["density"][start[k]:][:latlen])
             else:
-                np.testing.assert_array_equal(curve[k], 0.25 * source[k])
+                np.testing.assert_array_equal(curve[k, :, 0], 0.25 * source[k])
+                angle = 2 * np.pi * entry["beat_phase"][start[k]:][:latlen]
+                np.testing.assert_allclose(curve[k, :, 1:], np.stack([np.cos(angle), np.sin(angle)], -1),
+                                           atol=1e-6)
+    with pytest.raises(ValueError, match="beat_phase"):
+        G.LatentCrops([{k: v for k, v in e.items() if k != "beat_phase"} for e in entries], latlen, "tempo")
     assert G.LatentCrops(entries, latlen).sample(2, rng)[1] is None
     with pytest.raises(ValueError, match="at least latlen"):
         G.LatentCrops(entries[:1], latlen)
-    with pytest.raises(ValueError, match="no 'density'"):
+    with pytest.raises(ValueError, match="no density"):
         G.LatentCrops([{"latents": entries[1]["latents"]}], latlen, "density")
 
 
@@ -204,7 +212,7 @@ def test_generator_output_follows_the_density_condition(tmp_path):
     store = write_store(tmp_path / "store", TINY22, chunks=2)
     trainer = _trainer(TINY22, store, tmp_path / "run")
     batch = G.make_batch(TINY22, trainer.crops, 0)
-    assert batch["cond"].shape == (2, 128)
+    assert batch["cond"].shape == (2, 128, 1)
     _step(trainer)  # noise weights move off zero, so the reseeding matters
     coords = batch["coords"]
 

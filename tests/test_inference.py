@@ -17,6 +17,7 @@ import tensorflow as tf
 import generate  # the top-level face (the repository root is on sys.path under pytest)
 from musika_tf import audio, cli, gan
 from musika_tf.autoencoder import Autoencoder, split_stereo_latents
+from musika_tf.conditioning import normalise_tempo
 from musika_tf.config import get_preset, save_preset
 from musika_tf.coordinates import inference_coordinates
 from musika_tf.inference import (BlockLayout, ConditionSchedule, Engine, InferenceGraphs,
@@ -197,6 +198,47 @@ def test_condition_errors(plain, conditional):
         [0.1, 0.3, 0.3, 0.3])
 
 
+class _Recording:
+    """Backend wrapper that records the condition of every generator call."""
+
+    def __init__(self, backend):
+        self.backend, self.conditions = backend, []
+        self.preset, self.layout = backend.preset, backend.layout
+
+    def generate_windows(self, coordinates, condition, seed):
+        self.conditions.append(np.asarray(condition))
+        return self.backend.generate_windows(coordinates, condition, seed)
+
+    def decode_block(self, *args):
+        return self.backend.decode_block(*args)
+
+
+def test_tempo_model_gets_an_unbroken_beat_phase():
+    """Tempo models see [tempo, cos, sin] of a beat phase that runs on across generator blocks,
+    advances by the tempo's beats per frame, and bends when the tempo changes mid-stream."""
+    preset = get_preset("tiny", cond="tempo")
+    generator, ae = _models(preset)
+    recording = _Recording(InferenceGraphs(preset, generator, ae.decoder2, ae.decoder))
+    engine = Engine(recording)
+    stream = engine.stream(seed=2, condition=0.5)  # 130 BPM
+    first = next(stream)
+    switch = stream.set_condition(float(normalise_tempo(150.0)))
+    total = switch + 2 * stream.block_samples
+    streamed = np.concatenate([first, *stream.read(total - len(first))])
+    features = np.concatenate([c.reshape(-1, 3) for c in recording.conditions])
+    frame = switch // preset.samples_per_latent
+    np.testing.assert_allclose(features[:frame, 0], 0.5)
+    np.testing.assert_allclose(features[frame:, 0], normalise_tempo(150.0))
+    np.testing.assert_allclose(np.hypot(features[:, 1], features[:, 2]), 1.0, atol=1e-5)
+    steps = np.diff(np.unwrap(np.arctan2(features[:, 2], features[:, 1]))) / (2 * np.pi)
+    per_frame = np.array([130.0, 150.0]) / 60.0 / preset.latent_rate
+    np.testing.assert_allclose(steps[:frame], per_frame[0], atol=1e-4)
+    np.testing.assert_allclose(steps[frame:], per_frame[1], atol=1e-4)
+    curve = np.where(np.arange(frame + 1) < frame, 0.5, normalise_tempo(150.0))
+    np.testing.assert_array_equal(streamed, engine.generate(total / preset.audio.sample_rate,
+                                                            seed=2, condition=curve))
+
+
 # ---------------------------------------------------------------------------------------------
 # Export, reload in a fresh process, generate.py
 
@@ -247,6 +289,20 @@ def test_generate_py_end_to_end_matches_live_model_bit_for_bit(conditional, expo
         assert rate == SR and data.shape == (round(2.5 * SR), 2)
         expected = live.generate(2.5, seed=seed, condition=float(normalise_condition("density", 1.5)))
         np.testing.assert_array_equal(data, expected)
+
+
+def test_old_conditioned_export_is_refused_with_the_fix(exported, tmp_path):
+    """A format-v1 conditioned folder (one condition channel) asks to be re-exported."""
+    import shutil
+
+    from musika_tf.export import load_exported
+
+    old = tmp_path / "old"
+    shutil.copytree(exported, old)
+    card = json.loads((old / "model_card.json").read_text())
+    (old / "model_card.json").write_text(json.dumps({**card, "format_version": 1}))
+    with pytest.raises(ValueError, match="re-export"):
+        load_exported(str(old))
 
 
 def test_loading_needs_no_training_code(exported):

@@ -7,8 +7,9 @@ Format (version 1), one folder:
   ``source`` (audio path), ``split``, ``start_latent`` (offset of the chunk in the source's latent
   sequence), ``start_seconds``, ``length`` (latents), and ``conditions`` (names stored in the npz).
 - one ``.npz`` per entry: ``latents`` float32 ``[length, 2 * latent_dim]`` = [left || right],
-  optional ``density`` float32 ``[length]`` (note density per latent frame, normalised) and
-  ``tempo`` float32 ``[]`` (BPM).
+  optional ``density`` float32 ``[length]`` (note density per latent frame, normalised), or
+  ``tempo`` float32 ``[]`` (normalised), ``tempo_bpm`` ``[]`` and ``beat_phase`` ``[length]``
+  (cycles in [0, 1), an integer on every beat) (`musika_tf.conditioning.stored_conditions`).
 
 The `fingerprint` identifies what produced the latents (autoencoder weights + source files +
 settings): a store whose fingerprint differs from the one asked for is stale and re-encoded.

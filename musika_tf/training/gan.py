@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from musika_tf import coordinates, gan, losses
+from musika_tf import conditioning, coordinates, gan, losses
 from musika_tf.audio import save_audio, save_spectrogram_png
 from musika_tf.config import Preset
 from musika_tf.data.latents import load_all
@@ -51,23 +51,27 @@ DecodeFn = Callable[[np.ndarray], np.ndarray]
 # Data: crops of stored latents (+ condition curves)
 
 
-def condition_curve(arrays: dict, cond: str) -> np.ndarray:
-    """Per-latent condition ``[T]`` of one stored entry, in [0, 1].
+def stored_condition(arrays: dict, cond: str) -> np.ndarray:
+    """Network condition ``[T, K]`` (`conditioning.network_condition`) of one stored entry.
 
-    density: the stored per-frame curve; tempo: the stored scalar repeated. Stores written by
-    `musika_tf.encoding` hold both already normalised (`conditioning.normalise_density` /
-    `normalise_tempo`), so they are used as they are.
+    density: the stored per-frame curve; tempo: the stored scalar repeated, with the stored beat
+    phase of every frame. Stores written by `musika_tf.encoding` hold the values normalised.
     """
     length = len(arrays["latents"])
-    if cond not in arrays:
-        raise ValueError(f"preset asks for cond={cond!r} but a latent store entry has no {cond!r} "
-                         "array; re-encode the data with conditioning enabled")
-    values = np.asarray(arrays[cond], np.float32)
-    return np.full(length, float(values), np.float32) if cond == "tempo" else values[:length]
+    needed = {"density": ["density"], "tempo": ["tempo", "beat_phase"]}[cond]
+    missing = [name for name in needed if name not in arrays]
+    if missing:
+        raise ValueError(f"preset asks for cond={cond!r} but a latent store entry has no "
+                         f"{', '.join(missing)} array; re-encode the data with this version "
+                         "(delete the run's latents/ folder)")
+    values = np.broadcast_to(np.asarray(arrays[cond], np.float32), (length,)) if cond == "tempo" \
+        else np.asarray(arrays[cond], np.float32)[:length]
+    phase = np.asarray(arrays["beat_phase"], np.float32)[:length] if cond == "tempo" else None
+    return conditioning.network_condition(cond, values, phase)
 
 
 class LatentCrops:
-    """Uniformly placed ``latlen`` crops of stored latents ``[T, 2D]`` and their condition curves.
+    """Uniformly placed ``latlen`` crops of stored latents ``[T, 2D]`` and their network conditions.
 
     Arrays shorter than ``latlen`` are skipped. Every possible window is equally likely (an array is
     picked with probability proportional to its number of crop positions).
@@ -79,7 +83,7 @@ class LatentCrops:
             raise ValueError(f"no stored latent array is at least latlen={latlen} latents long")
         self.latlen, self.cond = latlen, cond
         self.latents = [np.asarray(e["latents"], np.float32) for e in kept]
-        self.curves = [condition_curve(e, cond) for e in kept] if cond != "none" else None
+        self.curves = [stored_condition(e, cond) for e in kept] if cond != "none" else None
         counts = np.array([len(x) - latlen + 1 for x in self.latents], np.float64)
         self.weights = counts / counts.sum()
 
@@ -89,7 +93,7 @@ class LatentCrops:
         return cls(load_all(folder, split), preset.gan.latlen, preset.gan.cond)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> tuple:
-        """``(latents [B, latlen, 2D] float32, curves [B, latlen] float32 or None)``."""
+        """``(latents [B, latlen, 2D] float32, conditions [B, latlen, K] float32 or None)``."""
         picks = rng.choice(len(self.latents), size=batch_size, p=self.weights)
         starts = [rng.integers(len(self.latents[i]) - self.latlen + 1) for i in picks]
         crop = lambda arrays: np.stack([arrays[i][s:s + self.latlen] for i, s in zip(picks, starts)])
@@ -106,7 +110,7 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     """Host-side batch number `draw`, a pure function of ``(preset.train.seed, draw)``.
 
     Keys: ``real`` ``[B, latlen, 2D]``, ``coords`` ``[B, latlen, 2*coorddepth]``, ``noise_seed`` int64
-    ``[]``, and with conditioning ``cond`` ``[B, latlen]``.
+    ``[]``, and with conditioning ``cond`` ``[B, latlen, K]`` (network condition).
     """
     key = (preset.train.seed, draw)
     rng = np.random.default_rng([*key, _DATA_STREAM])
@@ -315,15 +319,23 @@ def generate_preview(preset: Preset, generator: keras.Model, n: int = PREVIEW_WI
     """`n` independent windows ``[n, latlen, 2D]`` from the inference sampler with fixed seeds.
 
     Window i uses path seed ``(preset.train.seed, i)`` and, when conditioned, the constant condition
-    ``(i + 0.5) / n``; the generator's noise is reseeded, so previews of one checkpoint repeat.
+    ``(i + 0.5) / n`` (tempo: with its beat phase from 0); the generator's noise is reseeded, so
+    previews of one checkpoint repeat.
     """
     coords = np.concatenate([coordinates.inference_coordinates(
         preset, 1, PREVIEW_BOUND, (preset.train.seed, i)) for i in range(n)])
     if gan.condition_channels(preset):
         levels = (np.arange(n, dtype=np.float32) + 0.5) / n
-        coords = gan.append_condition(coords, np.repeat(levels[:, None], preset.gan.latlen, 1))
+        coords = gan.append_condition(coords, np.stack([
+            constant_network_condition(preset, level, preset.gan.latlen) for level in levels]))
     reseed_noise(generator, preset.train.seed)
     return np.asarray(generator(coords, training=False))[:, 0]
+
+
+def constant_network_condition(preset: Preset, value: float, frames: int) -> np.ndarray:
+    """Network condition ``[frames, K]`` of a constant normalised `value` (tempo: phase from 0)."""
+    values = np.full(frames, value, np.float32)
+    return conditioning.generation_condition(preset.gan.cond, values, 0.0, 1.0 / preset.latent_rate)[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import re
 import tensorflow as tf
 from tqdm import tqdm
 
+from .. import conditioning
 from ..config import Preset, load_preset, save_preset
 from ..data import datasets
 from ..data import latents as store
@@ -106,7 +107,8 @@ def ensure_latents(preset: Preset, run_dir: str, data: str, progress: bool = Tru
     sources = [(i.path, *_stat(i.path)) for i in items]
     fp = store.fingerprint(ae_stages.autoencoder_identity(ae_source),
                            sources, preset.audio, preset.ae, preset.gan.cond,
-                           preset.gan.max_lat_len, "chunks")
+                           preset.gan.max_lat_len, "chunks",
+                           conditioning.STORED_VERSION[preset.gan.cond])
     folder = os.path.join(run_dir, "latents", data_name(data))
     if store.is_current(folder, fp):
         return folder
