@@ -110,58 +110,6 @@ def peak_safe(audio: np.ndarray) -> np.ndarray:
     return audio / peak if peak > 1.0 else audio
 
 
-# tf.data path: tensorflow-io decoding inside the graph. The sample type must be known when the
-# graph is built, so files are probed first and their type passed as a code.
-_TFIO_DTYPES = (tf.int16, tf.int32, tf.float32)
-
-
-def probe_tfio_dtype(path: str) -> int:
-    """Index into the supported tensorflow-io sample types for `path` (raises AudioLoadError)."""
-    import tensorflow_io as tfio
-
-    try:
-        dtype = tfio.audio.AudioIOTensor(path).dtype
-    except Exception as error:  # noqa: BLE001
-        raise AudioLoadError(f"{path}: tensorflow-io cannot open it ({error})") from None
-    if dtype not in _TFIO_DTYPES:
-        raise AudioLoadError(f"{path}: unsupported sample type {dtype.name}")
-    return _TFIO_DTYPES.index(dtype)
-
-
-def tf_load_audio(path: tf.Tensor, dtype_code: tf.Tensor, sample_rate: int) -> tf.Tensor:
-    """Graph-mode twin of `load_audio`: decode with tensorflow-io, stereo, resample, peak-safe.
-
-    `dtype_code` comes from `probe_tfio_dtype`. Returns float32 ``[samples, 2]``.
-    """
-    import tensorflow_io as tfio
-
-    def read(dtype: tf.DType):
-        def branch():
-            tensor = tfio.audio.AudioIOTensor(path, dtype=dtype)
-            return _to_unit_float(tensor.to_tensor(), dtype), tf.cast(tensor.rate, tf.int64)
-
-        return branch
-
-    audio, rate = tf.switch_case(dtype_code, [read(d) for d in _TFIO_DTYPES])
-    channels = tf.shape(audio)[1]
-    audio = tf.cond(channels == 1, lambda: tf.concat([audio, audio], axis=1),
-                    lambda: _tf_first_two(audio))
-    audio = tf.cond(
-        tf.equal(rate, sample_rate),
-        lambda: audio,
-        lambda: tf.cast(tfio.audio.resample(audio, rate, sample_rate), tf.float32),
-    )
-    peak = tf.reduce_max(tf.abs(audio))
-    return audio / tf.maximum(peak, 1.0)
-
-
-def _tf_first_two(audio: tf.Tensor) -> tf.Tensor:
-    """Stereo from >= 2 channels: extra channels averaged into both sides (as `to_stereo`)."""
-    extra = tf.reduce_mean(audio[:, 2:], axis=1, keepdims=True)
-    has_extra = tf.shape(audio)[1] > 2
-    return tf.cond(has_extra, lambda: (audio[:, :2] + extra) / 2.0, lambda: audio[:, :2])
-
-
 def save_audio(path: str, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
     """Write ``[samples, channels]`` audio atomically (format from the extension: wav/flac/ogg)."""
     with atomic_path(path) as tmp:

@@ -308,7 +308,7 @@ class Autoencoder:
 
     def load_reference(self, folder: str) -> None:
         """Load the original Musika ``{enc,dec,enc2,dec2}.h5`` weight files from ``folder``."""
-        from .reference import load_keras2_h5
+        from .keras2_h5 import load_keras2_h5
 
         for stem, model in self.models.items():
             load_keras2_h5(model, os.path.join(folder, f"{stem}.h5"))

@@ -65,7 +65,7 @@ def _show_preset(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export_from_run
+    from .training.export_run import export_from_run
     from .training.run import run_folder
 
     run_dir = run_folder(args.checkpoint)

@@ -54,7 +54,7 @@ def check_front_end(preset: Preset, out_dir: str, minutes: float | None, seed: i
 
 def train_export_generate(out_dir: str, seconds: float = 30.0, seed: int = 0) -> str:
     """Train the demo preset on the piano set, export it, generate `seconds` of music; return the WAV."""
-    from .export import export_from_run
+    from .training.export_run import export_from_run
     from .inference import Engine
     from .training.run import train
 

@@ -63,9 +63,11 @@ def modulate(x, emb, eps: float, name: str):
 
     ``x`` ``[B,1,T,C]`` is divided by its population std over time (no mean subtraction) and multiplied
     by ``s = Conv1x1(emb)`` ``[B,1,T,C]`` (no shift). ``emb`` ``[B,1,T,Cz]`` has x's time length.
+    The std is taken in float32 (under mixed precision ``x^2`` would overflow float16 above 256).
     """
     scale = _conv(x.shape[-1], 1, name=name)(emb)
-    x = x / (ops.std(x, axis=2, keepdims=True) + eps)
+    std = ops.std(ops.cast(x, "float32"), axis=2, keepdims=True) + eps
+    x = x / ops.cast(std, x.dtype)
     return x * scale
 
 

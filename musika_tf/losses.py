@@ -73,15 +73,24 @@ def spectral_convergence(real: tf.Tensor, fake: tf.Tensor, fft_sizes) -> tf.Tens
     return tf.reduce_mean(tf.stack(values))
 
 
+INPUT_GRADIENT_SCALE = 2.0 ** 10  # float16 critics: the penalty's backward pass runs scaled by this
+
+
 def _squared_input_gradient(critic, real: tf.Tensor, training: bool) -> tf.Tensor:
     """Per example ``sum (d sum D(real) / d real)^2`` ``[batch]``; a critic returning several
-    outputs is judged by its first (the logit)."""
+    outputs is judged by its first (the logit).
+
+    A float16 critic (mixed precision) back-propagates ``INPUT_GRADIENT_SCALE * sum D`` and the
+    gradient is unscaled in float32, so input gradients down to ~6e-11 do not underflow to 0.
+    """
+    half = getattr(critic, "compute_dtype", "float32") == "float16"
+    scale = INPUT_GRADIENT_SCALE if half else 1.0
     with tf.GradientTape() as tape:
         tape.watch(real)
         logits = critic(real, training=training)
         logits = logits[0] if isinstance(logits, (list, tuple)) else logits
-        total = tf.reduce_sum(tf.cast(logits, tf.float32))
-    grads = tf.cast(tape.gradient(total, real), tf.float32)
+        total = tf.reduce_sum(tf.cast(logits, tf.float32)) * scale
+    grads = tf.cast(tape.gradient(total, real), tf.float32) / scale
     return tf.reduce_sum(tf.square(grads), axis=list(range(1, len(grads.shape))))
 
 

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from musika_tf import config
-from musika_tf.export import export_from_run, has_weights
+from musika_tf.export import has_weights
+from musika_tf.training.export_run import export_from_run
 from musika_tf.training import ae as ae_stages
 from musika_tf.training.gan import GANTrainer
 from musika_tf.training.run import train

@@ -133,25 +133,6 @@ def test_unreadable_file_raises_with_its_name(tmp_path):
         audio.load_audio(str(path), 44100)
 
 
-def test_tf_data_path_matches_eager_loader(tmp_path):
-    tone = _tone(1.0, 44100, channels=1)[:, 0]
-    sf.write(tmp_path / "a.wav", tone, 44100, subtype="PCM_16")
-    sf.write(tmp_path / "b.flac", _tone(1.0, 44100), 44100, subtype="PCM_16")
-    items = datasets.read_folder(str(tmp_path))
-    eager = [a for _, a in datasets.iter_audio(items, 44100)]
-    graph = [t.numpy() for t in datasets.audio_dataset(items, 44100)]
-    for e, g in zip(eager, graph):
-        assert g.shape == e.shape
-        np.testing.assert_allclose(g, e, atol=1e-6)
-
-
-def test_tf_data_path_resamples(tmp_path):
-    sf.write(tmp_path / "c.wav", _tone(1.0, 48000, freq=500.0), 48000, subtype="PCM_16")
-    items = datasets.read_folder(str(tmp_path))
-    (graph,) = [t.numpy() for t in datasets.audio_dataset(items, 44100)]
-    assert graph.shape[1] == 2 and abs(graph.shape[0] - 44100) <= 2
-
-
 def test_display_mel_png(tmp_path):
     cfg = CFG44
     mel = audio.display_mel(_tone(2.0, 44100), cfg)

@@ -227,3 +227,57 @@ def test_v44_critic_reproduces_reference():
     out = critic(io["critic_in"], training=False).numpy()
     err = np.abs(out - io["critic_out"]).max()
     assert err <= reference_tolerance("v44", "critic_out"), f"critic_out max abs err {err}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixed precision numerics
+
+
+def _half_model(build):
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return build()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_modulation_std_does_not_overflow_in_float16():
+    """Activations above 256 square past float16's range; the std is taken in float32."""
+    import keras
+
+    def build():
+        x, emb = keras.Input((1, 16, 4)), keras.Input((1, 16, 3))
+        return keras.Model([x, emb], gan.modulate(x, emb, 1e-5, name="m"))
+
+    half = _half_model(build)
+    full = build()
+    full.set_weights(half.get_weights())
+    rng = np.random.default_rng(0)
+    x = (2000.0 * rng.standard_normal((2, 1, 16, 4))).astype(np.float32)
+    emb = rng.standard_normal((2, 1, 16, 3)).astype(np.float32)
+    out = np.asarray(half([x, emb]), np.float32)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, np.asarray(full([x, emb])), rtol=2e-2, atol=2e-2)
+
+
+def test_r1_penalty_does_not_underflow_in_float16():
+    """Input gradients of 1e-8 (below float16's smallest subnormal, 6e-8) that arise inside a
+    float16 critic: weights of 1e-4, then a float32 factor 1e-4 after the output cast."""
+    import keras
+    import tensorflow as tf
+
+    from musika_tf import losses
+
+    def build():
+        x = keras.Input((1, 8, 4))
+        y = keras.layers.Dense(1, kernel_initializer=keras.initializers.Constant(1e-4),
+                               use_bias=False)(keras.layers.Flatten()(x))
+        return keras.Model(x, keras.ops.cast(y, "float32") * 1e-4)
+
+    half, full = _half_model(build), build()
+    real = tf.random.stateless_normal((4, 1, 8, 4), (1, 2))
+    expected = float(losses.r1_penalty(full, real))
+    assert expected == pytest.approx(32 * (1e-8) ** 2, rel=1e-3, abs=0)
+    assert float(losses.r1_penalty(half, real)) == pytest.approx(expected, rel=2e-2, abs=0)

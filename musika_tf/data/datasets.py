@@ -1,8 +1,10 @@
 """Data-set readers: real or synthesised MAESTRO, the synthesised techno set, any audio folder.
 
 All readers return `AudioItem`s; `iter_audio` decodes them one by one, skipping unreadable or
-too-short files with a one-line warning and counting them in a `LoadSummary`. `audio_dataset`
-is the `tf.data` twin (tensorflow-io decoding in the graph).
+too-short files with a one-line warning and counting them in a `LoadSummary`. Training reads
+audio through this one path (soundfile, with tensorflow-io's eager decoders as the fallback); a
+graph-mode tensorflow-io pipeline was removed: decoding is a small share of training time, and
+parallel tensorflow-io decodes were seen to return another file's samples.
 """
 
 from __future__ import annotations
@@ -198,27 +200,3 @@ def _skip(summary: LoadSummary, warn, path: str, reason: str) -> None:
 
 def _without_path(error: Exception, path: str) -> str:
     return str(error).removeprefix(f"{path}: ")
-
-
-def audio_dataset(items: list[AudioItem], sample_rate: int, summary: LoadSummary | None = None,
-                  warn=None):
-    """`tf.data.Dataset` of stereo float32 ``[samples, 2]`` tensors decoded by tensorflow-io.
-
-    Files tensorflow-io cannot open are skipped (warned and counted) while the list is probed.
-    """
-    import tensorflow as tf
-
-    summary = summary if summary is not None else LoadSummary()
-    warn = warn or (lambda text: print(text, file=sys.stderr))
-    paths, codes = [], []
-    for item in items:
-        try:
-            codes.append(audio_lib.probe_tfio_dtype(item.path))
-            paths.append(item.path)
-        except audio_lib.AudioLoadError as error:
-            _skip(summary, warn, item.path, "unreadable: " + _without_path(error, item.path))
-    summary.loaded += len(paths)
-    data = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string),
-                                               tf.constant(codes, tf.int32)))
-    # Sequential map: parallel tensorflow-io decodes were seen to return another file's samples.
-    return data.map(lambda p, c: audio_lib.tf_load_audio(p, c, sample_rate)).prefetch(2)
