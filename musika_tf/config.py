@@ -86,6 +86,10 @@ class GANConfig:
                    choices=("none", "density", "tempo"))
     density_bandwidth: float = _f(1.0, "density condition: std of the Gaussian onset kernel in seconds")
     critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
+    condition_loss_weight: float = _f(
+        0.0, "conditioned models: weight of an auxiliary condition regressor's error on generated "
+             "windows in the generator loss (0 = off); the regressor learns the condition value "
+             "from real latents alone, so the generator must make it audible")
 
 
 @dataclass(frozen=True)
@@ -268,11 +272,13 @@ _CPU_AE = dict(
 )
 PIANO_CPU = _register(
     TINY.with_overrides(name="piano-cpu", **_CPU_AE, base_channels=32, coorddepth=32, cond="density",
-                        max_lat_len=256, batch_size=16, lr=1e-4, ae1_steps=12000, phase1_steps=8000,
-                        ae2_steps=4000, steps=400_000, save_every=1000, log_every=50,
-                        spec_critic_widths=(32, 64, 64, 128))
+                        condition_loss_weight=10.0, max_lat_len=256, batch_size=16, lr=1e-4,
+                        ae1_steps=19000, phase1_steps=16000, ae2_steps=3000, steps=400_000,
+                        save_every=1000, log_every=50, spec_critic_widths=(16, 32, 32, 64))
 )
-TECHNO_CPU = _register(PIANO_CPU.with_overrides(name="techno-cpu", cond="tempo"))
+# Tempo needs no regressor: the beat phase it is given makes the pulse a local pattern.
+TECHNO_CPU = _register(PIANO_CPU.with_overrides(name="techno-cpu", cond="tempo",
+                                                condition_loss_weight=0.0))
 
 DEFAULT_PRESET = "musika44"
 

@@ -63,12 +63,14 @@ def modulate(x, emb, eps: float, name: str):
 
     ``x`` ``[B,1,T,C]`` is divided by its population std over time (no mean subtraction) and multiplied
     by ``s = Conv1x1(emb)`` ``[B,1,T,C]`` (no shift). ``emb`` ``[B,1,T,Cz]`` has x's time length.
-    The std is taken in float32 (under mixed precision ``x^2`` would overflow float16 above 256).
+    Under reduced precision the std is taken in float32 (``x^2`` overflows float16 above 256); a
+    float32 graph has no extra cast ops, so its layer indices and checkpoints stay as they were.
     """
     scale = _conv(x.shape[-1], 1, name=name)(emb)
+    if x.dtype == "float32":
+        return x / (ops.std(x, axis=2, keepdims=True) + eps) * scale
     std = ops.std(ops.cast(x, "float32"), axis=2, keepdims=True) + eps
-    x = x / ops.cast(std, x.dtype)
-    return x * scale
+    return x / ops.cast(std, x.dtype) * scale
 
 
 def gconv(x, filters: int, kernel: int, stride: int, emb, eps: float, name: str, *,
@@ -307,6 +309,30 @@ def build_critic_reconstruction(preset: Preset, feature_shape: tuple) -> keras.M
         x = L.LeakyReLU(0.2)(_conv(width, 4, 2, transposed=True, name=f"rec{i}")(x))
     x = _conv(preset.stereo_latent_dim, 1, name="rec_out", activation="tanh")(x)
     return keras.Model(inp, ops.cast(x, "float32"), name="critic_reconstruction")
+
+
+REGRESSOR_LAYERS, REGRESSOR_KERNEL = 4, 5  # receptive field 17 latents (~3 s at 5.4 latents/s)
+
+
+def build_condition_regressor(preset: Preset) -> keras.Model:
+    """Auxiliary condition regressor ``latents [B, 1, latlen, stereo_latent_dim] -> values [B, latlen]``.
+
+    Four "same" convs (k5, 2C wide, LReLU) and a 1x1 conv with a sigmoid: one normalised condition
+    value in (0, 1) per latent frame, estimated from the latents alone (it never sees the condition
+    channels).
+    """
+    c = preset.gan.base_channels
+    inp = keras.Input((1, preset.gan.latlen, preset.stereo_latent_dim), name="latents")
+    x = inp
+    for i in range(REGRESSOR_LAYERS):
+        x = L.LeakyReLU(0.2)(_conv(2 * c, REGRESSOR_KERNEL, name=f"reg{i}")(x))
+    x = _conv(1, 1, name="reg_out", activation="sigmoid")(x)
+    return keras.Model(inp, ops.cast(x[:, 0, :, 0], "float32"), name="condition_regressor")
+
+
+def uses_condition_regressor(preset: Preset) -> bool:
+    """Whether GAN training has the auxiliary condition regressor (conditioned, weight > 0)."""
+    return preset.gan.cond != "none" and preset.gan.condition_loss_weight > 0
 
 
 def build_gan(preset: Preset) -> tuple[keras.Model, keras.Model, keras.Model | None]:

@@ -16,6 +16,11 @@ def l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
 
 
+def mse(target: tf.Tensor, pred: tf.Tensor) -> tf.Tensor:
+    """Mean squared error in float32."""
+    return tf.reduce_mean(tf.square(tf.cast(target, tf.float32) - tf.cast(pred, tf.float32)))
+
+
 def msesum(target: tf.Tensor, pred: tf.Tensor) -> tf.Tensor:
     """Reference ``msesum``: mean over all but the channel axis of ``sum_c (x - y)^2 + 1e-7``."""
     diff = tf.cast(target, tf.float32) - tf.cast(pred, tf.float32)

@@ -225,6 +225,35 @@ def test_generator_output_follows_the_density_condition(tmp_path):
     assert np.abs(generate(low) - generate(high)).mean() > 1e-3
 
 
+def test_condition_regressor_learns_the_condition_from_latents(tmp_path):
+    """With condition_loss_weight > 0 a regressor (trained on reals by the critic's optimiser) learns
+    a density that is a function of the latents, and its error on fakes enters the generator loss."""
+    preset = config.get_preset("tiny", cond="density", condition_loss_weight=10.0, batch_size=8,
+                               lr=1e-3, save_every=10_000)
+    rng = np.random.default_rng(0)
+    writer = LatentWriter(str(tmp_path / "store"), "chunks", "test", preset.to_dict())
+    for i in range(4):
+        latents = rng.standard_normal((preset.gan.max_lat_len, preset.stereo_latent_dim))
+        signal = latents[:, 0] + latents[:, preset.ae.latent_dim]  # the same after a left/right swap
+        writer.add(latents, f"song{i}.wav", density=1.0 / (1.0 + np.exp(-signal)))
+    trainer = _trainer(preset, writer.close(), tmp_path / "run")
+    assert "cond_regressor" in trainer.models()
+    critic_vars = {id(v) for v in trainer.trainable_variables_for("critic")}
+    assert all(id(v) in critic_vars for v in trainer.regressor.trainable_variables)
+    step = tf.function(trainer.train_step)
+    errors = []
+    for draw in range(150):
+        logs = step(G.make_batch(preset, trainer.crops, draw))
+        errors.append(float(logs["d_cond"]))
+        assert np.isfinite(float(logs["g_cond"]))
+    variance = np.var(1.0 / (1.0 + np.exp(-np.sqrt(2.0) * rng.standard_normal(10_000))))
+    assert np.mean(errors[:5]) > 0.7 * variance  # starts near chance
+    assert np.mean(errors[-10:]) < 0.4 * variance  # explains most of the condition's variance
+    unregressed = config.get_preset("tiny", cond="density")
+    assert "cond_regressor" not in _trainer(unregressed, trainer.crops and str(tmp_path / "store"),
+                                            tmp_path / "plain").models()
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: resume, fine-tuning, previews
 

@@ -33,11 +33,12 @@ def _checkpoint_children(path: str) -> set[str]:
 
 def _restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
     """The GAN networks (float32) of the latest checkpoint in `gan_dir`: ``gen_ema`` and those of
-    ``generator, critic, critic_rec`` the checkpoint holds, the R1 switch value and the step."""
+    ``generator, critic, critic_rec, cond_regressor`` the checkpoint holds, the R1 switch value and the step."""
     path = tf.train.latest_checkpoint(os.path.join(gan_dir, loop.CHECKPOINT_DIR))
     generator, critic, critic_rec = gan.build_gan(preset)
     models = {"generator": generator, "critic": critic, "gen_ema": gan.build_generator(preset),
-              "critic_rec": critic_rec}
+              "critic_rec": critic_rec, "cond_regressor": gan.build_condition_regressor(preset)
+              if gan.uses_condition_regressor(preset) else None}
     saved = _checkpoint_children(path)
     models = {k: m for k, m in models.items() if m is not None and (k in saved or k == "gen_ema")}
     switch = tf.Variable(-1.0, trainable=False)

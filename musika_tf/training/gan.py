@@ -14,6 +14,10 @@ One step (simultaneous G and D update from one forward pass):
 - v22: one-centred gradient penalty at reals with weight ``gp_max_weight``.
 - Either variant with ``critic_reconstruction``: the head decodes the critic's features of the real
   window; ``+ 10 * msesum(real, rec)`` in ``L_D`` (head trained by the critic's optimiser).
+- With ``condition_loss_weight`` w > 0 (conditioned models): an auxiliary regressor R estimates the
+  condition value of every frame from latents alone; ``+ w * mse(R(real), c_real)`` in ``L_D`` (R is
+  trained by the critic's optimiser, on real windows only) and ``+ w * mse(R(fake), c_requested)``
+  in ``L_G``, so a generator that ignores the requested condition pays for it (AC-GAN style).
 - The EMA generator (a separate model, checkpointed, used for previews and export) moves towards the
   generator every step: ``ema <- d * ema + (1 - d) * gen``.
 
@@ -171,6 +175,8 @@ class GANTrainer(loop.Trainer):
         with loop.dtype_policy(loop.precision_policy(preset)):
             self.generator, self.critic, self.critic_rec = gan.build_gan(preset)
             self.gen_ema = gan.build_generator(preset)
+            self.regressor = (gan.build_condition_regressor(preset)
+                              if gan.uses_condition_regressor(preset) else None)
         self.gen_ema.set_weights(self.generator.get_weights())
         self.g_opt = loop.make_optimizer(preset, self.lr, self.mixed)
         self.d_opt = loop.make_optimizer(preset, self.lr, self.mixed)
@@ -185,14 +191,17 @@ class GANTrainer(loop.Trainer):
         out = {"generator": self.generator, "critic": self.critic, "gen_ema": self.gen_ema}
         if self.critic_rec is not None:
             out["critic_rec"] = self.critic_rec
+        if self.regressor is not None:
+            out["cond_regressor"] = self.regressor
         return out
 
     def optimizers(self) -> dict:
         return {"generator": self.g_opt, "critic": self.d_opt}
 
     def trainable_variables_for(self, optimizer_name: str) -> list:
-        if optimizer_name == "critic" and self.critic_rec is not None:
-            return self.critic.trainable_variables + self.critic_rec.trainable_variables
+        if optimizer_name == "critic":
+            heads = [m for m in (self.critic_rec, self.regressor) if m is not None]
+            return self.critic.trainable_variables + [v for m in heads for v in m.trainable_variables]
         return super().trainable_variables_for(optimizer_name)
 
     def extra_state(self) -> dict:
@@ -223,8 +232,12 @@ class GANTrainer(loop.Trainer):
                 fake = self.generator(coords, training=True)
                 fake_logit, _ = _split_critic_output(self._critic(fake, cond))
                 g_loss = losses.hinge_generator(fake_logit)
+                extra = {}
+                if self.regressor is not None:
+                    extra["g_cond"] = self._condition_error(fake, cond)
+                    g_loss += self.preset.gan.condition_loss_weight * extra["g_cond"]
                 g_scaled = loop.scale_loss(self.g_opt, g_loss)
-            logs = {**self._critic_losses(real, fake_logit, cond), "g_loss": g_loss}
+            logs = {**self._critic_losses(real, fake_logit, cond), "g_loss": g_loss, **extra}
             d_scaled = loop.scale_loss(self.d_opt, logs["d_loss"])
         g_grads = g_tape.gradient(g_scaled, g_vars)
         d_grads = d_tape.gradient(d_scaled, d_vars)
@@ -282,8 +295,17 @@ class GANTrainer(loop.Trainer):
         if self.critic_rec is not None:
             logs["rec_loss"] = losses.msesum(real, self.critic_rec(real_feats, training=True))
             d_loss += REC_WEIGHT * logs["rec_loss"]
+        if self.regressor is not None:
+            logs["d_cond"] = self._condition_error(real, cond)
+            d_loss += self.preset.gan.condition_loss_weight * logs["d_cond"]
         logs["d_loss"] = d_loss
         return logs
+
+    def _condition_error(self, latents, cond):
+        """Mean squared error of the regressor's per-frame estimate vs the condition value
+        (channel 0 of the network condition ``[B, T, K]``) of `latents` ``[B, 1, T, 2D]``."""
+        values = tf.convert_to_tensor(cond, tf.float32)[..., 0]
+        return losses.mse(values, self.regressor(latents, training=True))
 
     def _after_update(self):
         ema_update(self.gen_ema.weights, self.generator.weights, self.preset.train.ema_decay)
@@ -299,8 +321,10 @@ class GANTrainer(loop.Trainer):
         of an exported model folder (optimisers stay fresh)."""
         from musika_tf.export import has_weights, read_card, read_weights
 
-        if has_weights(run_dir, *self.models()):
-            read_weights(run_dir, **self.models())
+        core = {k: m for k, m in self.models().items() if k in ("generator", "critic", "gen_ema")}
+        if has_weights(run_dir, *core):
+            heads = {k: m for k, m in self.models().items() if k not in core and has_weights(run_dir, k)}
+            read_weights(run_dir, **core, **heads)
             self.switch.assign(float(read_card(run_dir).get("r1_switch", -1.0)))
             return
         path = tf.train.latest_checkpoint(os.path.join(run_dir, loop.CHECKPOINT_DIR))
