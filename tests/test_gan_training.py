@@ -301,6 +301,17 @@ def test_fine_tune_starts_from_another_run_with_fresh_optimisers(store, two_step
         _trainer(wider, store, tmp_path / "y", init_from=base_dir)
 
 
+def test_fine_tune_adds_a_condition_regressor_to_a_run_without_one(store, tmp_path):
+    plain = TINY.with_overrides(cond="density")
+    base = _trainer(plain, store, tmp_path / "base")
+    loop.fit(base, steps=1, progress=False, preview=False)
+    tuned = _trainer(plain.with_overrides(condition_loss_weight=10.0), store, tmp_path / "tuned",
+                     init_from=str(tmp_path / "base"))
+    _assert_same(_weights(base.generator), _weights(tuned.generator))
+    _assert_same(_weights(base.critic), _weights(tuned.critic))
+    assert "cond_regressor" in tuned.models() and "cond_regressor" not in base.models()
+
+
 def test_preview_writes_latents_audio_and_png(store, tmp_path):
     trainer = _trainer(TINY, store, tmp_path, decode_fn=lambda z: np.repeat(z[:, :2], 64, 0) * 0.1)
     out = tmp_path / "preview"

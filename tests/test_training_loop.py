@@ -33,7 +33,7 @@ class ToyTrainer(loop.Trainer):
     def optimizers(self):
         return {"model": self.opt}
 
-    def batches(self):
+    def batches(self, start_step=0):
         while True:
             self.calls += 1
             x = self.x * np.nan if self.calls in self.poison else self.x

@@ -8,6 +8,7 @@ memory-mapped. Crops are then drawn from random files (weighted by length) at ra
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -77,17 +78,21 @@ def read_cached(entry: CachedAudio, start: int = 0, length: int | None = None) -
     return np.asarray(pcm[start:stop], dtype=np.float32) / 32767.0
 
 
-def random_crops(files: list[CachedAudio], crop_samples: int, seed: int, mono: bool = True):
+def random_crops(files: list[CachedAudio], crop_samples: int, seed: int, mono: bool = True,
+                 start: int = 0):
     """Endless generator of float32 crops: ``[crop_samples]`` (one random channel) if `mono`,
-    else ``[crop_samples, 2]``. Files are drawn with probability proportional to their length."""
+    else ``[crop_samples, 2]``. Files are drawn with probability proportional to their length.
+
+    Crop k (k = start, start + 1, ...) is drawn from its own generator keyed ``(seed, k)``, so
+    the sequence from `start` on is the tail of the sequence from 0 (resumable data order)."""
     usable = [f for f in files if f.samples >= crop_samples]
     if not usable:
         raise ValueError(f"no file is long enough for a crop of {crop_samples} samples")
     weights = np.array([f.samples - crop_samples + 1 for f in usable], np.float64)
     weights /= weights.sum()
-    rng = np.random.default_rng(seed)
     maps = [np.load(f.path, mmap_mode="r") for f in usable]
-    while True:
+    for k in itertools.count(start):
+        rng = np.random.default_rng([seed, k])
         index = rng.choice(len(usable), p=weights)
         start = int(rng.integers(0, usable[index].samples - crop_samples + 1))
         crop = np.asarray(maps[index][start:start + crop_samples], np.float32) / 32767.0
@@ -95,12 +100,13 @@ def random_crops(files: list[CachedAudio], crop_samples: int, seed: int, mono: b
 
 
 def crop_dataset(files: list[CachedAudio], crop_samples: int, batch_size: int, seed: int,
-                 mono: bool = True):
-    """`tf.data.Dataset` of batches ``[batch, crop_samples]`` (mono) or ``[batch, crop, 2]``."""
+                 mono: bool = True, start: int = 0):
+    """`tf.data.Dataset` of batches ``[batch, crop_samples]`` (mono) or ``[batch, crop, 2]``,
+    its crops `random_crops` from crop `start` on."""
     import tensorflow as tf
 
     shape = (crop_samples,) if mono else (crop_samples, 2)
     data = tf.data.Dataset.from_generator(
-        lambda: random_crops(files, crop_samples, seed, mono),
+        lambda: random_crops(files, crop_samples, seed, mono, start),
         output_signature=tf.TensorSpec(shape, tf.float32))
     return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

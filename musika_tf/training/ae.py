@@ -30,9 +30,11 @@ from ..autoencoder import Autoencoder
 from ..config import Preset
 from ..data.audio_cache import CachedAudio, crop_dataset, read_cached
 from ..files import atomic_path
-from ..layers import fold, unfold
+from ..layers import fold, reseed_noise, unfold
 from ..spec_critic import build_spec_critic
 from . import loop
+
+NOISE_SEED_STRIDE = 2 ** 40  # step n's noise seed: preset seed * stride + n
 
 
 def crop_samples(preset: Preset) -> int:
@@ -77,9 +79,23 @@ class _AETrainer(loop.Trainer):
         with loop.dtype_policy(loop.precision_policy(self.preset)):
             return build_spec_critic(self.preset)
 
-    def batches(self):
+    def batches(self, start_step: int = 0):
+        """Batches ``{"wave": [B, crop], "noise_seed": int64 []}`` from step `start_step` on.
+
+        Crop k is a pure function of (seed, k) and step n reseeds the networks' injected noise
+        from (seed, n), so a stopped and resumed run trains exactly as an uninterrupted one."""
         t = self.preset.train
-        return iter(crop_dataset(self.files, crop_samples(self.preset), t.batch_size, t.seed))
+        crops = crop_dataset(self.files, crop_samples(self.preset), t.batch_size, t.seed,
+                             start=start_step * t.batch_size)
+        steps = tf.data.Dataset.range(start_step, 2 ** 62)
+        return iter(tf.data.Dataset.zip(crops, steps).map(
+            lambda wave, n: {"wave": wave, "noise_seed": t.seed * NOISE_SEED_STRIDE + n}))
+
+    def unpack(self, batch) -> tf.Tensor:
+        """The crop batch ``[B, crop]`` of `batch`, after reseeding every network's noise."""
+        for model in self.models().values():
+            reseed_noise(model, batch["noise_seed"])
+        return batch["wave"]
 
     # -- shared loss pieces -------------------------------------------------------------------
 
@@ -133,7 +149,8 @@ class AE1Phase1Trainer(_AETrainer):
     def trainable_variables_for(self, name):
         return self.ae.encoder.trainable_variables + self.ae.decoder.trainable_variables
 
-    def train_step(self, wave):
+    def train_step(self, batch):
+        wave = self.unpack(batch)
         spec = audio_lib.log_magnitude(wave, self.cfg)
         variables = self.trainable_variables_for("ae")
         with tf.GradientTape() as tape:
@@ -179,7 +196,8 @@ class _AdversarialAETrainer(_AETrainer):
     def decode_crop(self, spec):
         raise NotImplementedError
 
-    def train_step(self, wave):
+    def train_step(self, batch):
+        wave = self.unpack(batch)
         spec = audio_lib.log_magnitude(wave, self.cfg)
         gen_vars = self.trainable_variables_for(self.gen_name)
         with tf.GradientTape(persistent=True) as tape:

@@ -22,15 +22,6 @@ def _gan_dir(run_dir: str) -> str:
                             f"gan/{loop.CHECKPOINT_DIR}/; train it with `train.py --stage gan`")
 
 
-def _checkpoint_children(path: str) -> set[str]:
-    """Names of the objects saved at the root of a `tf.train.Checkpoint` (e.g. ``gen_ema``)."""
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-    return {child.local_name for child in graph.nodes[0].children}
-
-
 def _restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
     """The GAN networks (float32) of the latest checkpoint in `gan_dir`: ``gen_ema`` and those of
     ``generator, critic, critic_rec, cond_regressor`` the checkpoint holds, the R1 switch value and the step."""
@@ -39,7 +30,7 @@ def _restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
     models = {"generator": generator, "critic": critic, "gen_ema": gan.build_generator(preset),
               "critic_rec": critic_rec, "cond_regressor": gan.build_condition_regressor(preset)
               if gan.uses_condition_regressor(preset) else None}
-    saved = _checkpoint_children(path)
+    saved = loop.checkpoint_children(path)
     models = {k: m for k, m in models.items() if m is not None and (k in saved or k == "gen_ema")}
     switch = tf.Variable(-1.0, trainable=False)
     state = {"r1_switch": switch} if "r1_switch" in saved else {}

@@ -207,11 +207,11 @@ class GANTrainer(loop.Trainer):
     def extra_state(self) -> dict:
         return {"r1_switch": self.switch, "gan_step": self.finished_steps}
 
-    def batches(self) -> Iterator[dict]:
-        """Endless batches from draw = finished steps on (called by `loop.fit` after any restore)."""
+    def batches(self, start_step: int = 0) -> Iterator[dict]:
+        """Endless batches from draw = `start_step` on (called by `loop.fit` after any restore)."""
         for opt in (self.g_opt, self.d_opt):
             opt.learning_rate.assign(self.lr)  # a resumed checkpoint stores its own lr
-        return self._stream(int(self.finished_steps))
+        return self._stream(int(start_step))
 
     def _stream(self, draw: int) -> Iterator[dict]:
         while True:
@@ -318,7 +318,8 @@ class GANTrainer(loop.Trainer):
 
     def _init_from(self, run_dir: str) -> None:
         """Load models and R1 switch from `run_dir`'s latest checkpoint, or from the ``weights/``
-        of an exported model folder (optimisers stay fresh)."""
+        of an exported model folder (optimisers stay fresh). Generator, critic and EMA generator
+        must be there; heads the source lacks (reconstruction, condition regressor) start fresh."""
         from musika_tf.export import has_weights, read_card, read_weights
 
         core = {k: m for k, m in self.models().items() if k in ("generator", "critic", "gen_ema")}
@@ -331,7 +332,9 @@ class GANTrainer(loop.Trainer):
         if path is None:
             raise FileNotFoundError(f"{run_dir}: no checkpoint under {loop.CHECKPOINT_DIR}/ to "
                                     "fine-tune from")
-        ckpt = tf.train.Checkpoint(**self.models(), r1_switch=self.switch)
+        saved = loop.checkpoint_children(path)  # heads added since (regressor) start fresh
+        models = {k: m for k, m in self.models().items() if k in saved or k in core}
+        ckpt = tf.train.Checkpoint(**models, r1_switch=self.switch)
         try:
             ckpt.restore(path).expect_partial().assert_existing_objects_matched()
         except (AssertionError, ValueError) as err:

@@ -127,7 +127,10 @@ class Trainer:
     def extra_state(self) -> dict[str, tf.Variable]:
         return {}
 
-    def batches(self) -> Iterator:
+    def batches(self, start_step: int = 0) -> Iterator:
+        """Endless batches, beginning with the one of step `start_step` (`fit` passes the number
+        of finished steps after any restore, so a resumed run sees the batches an uninterrupted
+        one would; a step skipped as non-finite consumes its batch, as it does uninterrupted)."""
         raise NotImplementedError
 
     def train_step(self, batch) -> dict[str, tf.Tensor]:
@@ -192,7 +195,7 @@ def fit(trainer: Trainer, steps: int | None = None, resume: bool = True, progres
     writer = tf.summary.create_file_writer(os.path.join(trainer.run_dir, LOG_DIR, trainer.name))
     running, last = RunningMeans(), {}
     nan_streak, restored_since_good, scale_skips = 0, False, 0
-    batches = trainer.batches()
+    batches = trainer.batches(int(step))
     bar = tqdm(total=steps, initial=int(step), desc=trainer.name, unit="step", disable=not progress,
                dynamic_ncols=True)
     started = time.perf_counter()
@@ -233,6 +236,15 @@ def fit(trainer: Trainer, steps: int | None = None, resume: bool = True, progres
     bar.close()
     writer.flush()
     return last
+
+
+def checkpoint_children(path: str) -> set[str]:
+    """Names of the objects saved at the root of a `tf.train.Checkpoint` (e.g. ``gen_ema``)."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name for child in graph.nodes[0].children}
 
 
 def _prefixed(optimizers: dict) -> dict:
