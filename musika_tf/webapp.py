@@ -73,6 +73,9 @@ class Generator:
         """-> ((sample_rate, int16 audio [samples, 2]), PNG path of the first seconds)."""
         if not seconds or seconds <= 0:
             raise ValueError("the length must be positive")
+        seed = seed_value(seed)
+        if variety is None or not float(variety) > 0:
+            raise ValueError("variety must be a positive number (2 is the default)")
         cond = self.condition_of(name)
         condition = condition_from_user(cond, density if cond == "density" else None,
                                         tempo if cond == "tempo" else None)
@@ -84,6 +87,19 @@ class Generator:
                                        titles=[f"{name}, seed {int(seed)}"])
         pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
         return (rate, pcm), png
+
+
+def seed_value(seed) -> int:
+    """The user's seed as an int, or a ValueError that says what a seed must be."""
+    if seed is None or (isinstance(seed, str) and not seed.strip()):
+        raise ValueError("enter a seed: a whole number >= 0 (the same seed gives the same music)")
+    try:
+        value = float(seed)
+    except (TypeError, ValueError):
+        raise ValueError(f"the seed must be a whole number >= 0, got {seed!r}") from None
+    if not value.is_integer() or value < 0:
+        raise ValueError(f"the seed must be a whole number >= 0, got {seed!r}")
+    return int(value)
 
 
 def build_ui(generator: Generator):

@@ -39,6 +39,11 @@ def test_generate_gives_exact_length_int16_stereo_and_a_png(checkpoints, tmp_pat
     np.testing.assert_array_equal(pcm, again)
     with pytest.raises(ValueError, match="positive"):
         app.generate("plain", 0, seed=1, variety=2.0)
+    for seed in (None, "", -1, 1.5, "abc"):
+        with pytest.raises(ValueError, match="seed"):
+            app.generate("plain", 3.0, seed=seed, variety=2.0)
+    with pytest.raises(ValueError, match="variety"):
+        app.generate("plain", 3.0, seed=1, variety=None)
 
 
 def test_density_control_changes_the_music(checkpoints, tmp_path):
