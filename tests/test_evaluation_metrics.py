@@ -86,3 +86,16 @@ def test_density_metric_ranks_excerpts_of_known_onset_rate():
     result = control.density_control(rates, measured)
     assert result["spearman"] == pytest.approx(1.0)
     assert result["mae_onsets_per_s"] < 0.5, measured
+
+
+def test_density_grid_spans_the_training_excerpts_frame_densities():
+    """Training excerpts at 1 and 5 notes/s: the grid's 10th-90th percentile reaches both."""
+    from types import SimpleNamespace
+
+    from musika_tf.config import get_preset
+    from musika_tf.evaluation.harness import Excerpt, training_density_range
+
+    engine = SimpleNamespace(preset=get_preset("tiny", cond="density"))
+    training = [Excerpt(_notes(rate, seed=i), "x.wav", None) for i, rate in enumerate([1.0, 5.0] * 2)]
+    low, high = training_density_range(engine, training)
+    assert 0.6 < low < 1.5 and 4.0 < high < 6.0, (low, high)

@@ -10,7 +10,8 @@ Steps (each with a progress bar):
 3. FAD-infinity (MusiCNN embeddings of 3-s patches) of generated vs reference, with its floor
    (training vs reference) and the ceiling the GAN can reach (the model's own autoencoder
    reconstructions of the reference vs the reference).
-4. Condition control on a grid (density: 5 rates spanning the reference's 10th-90th percentile;
+4. Condition control on a grid (density: 5 rates spanning the 10th-90th percentile of the
+   training excerpts' per-latent density, the values the condition took in training;
    tempo: 120..150 BPM in steps of 5 plus 110 and 160 outside the techno set's range, 20-s pieces,
    Tempo-CNN with quadratic peak interpolation).
 5. Seams at the generator's half-window joins, with both controls; autoencoder reconstruction per
@@ -156,6 +157,15 @@ def fad_section(embedder, generated: list, reference: list, training: list, reco
     return out
 
 
+def training_density_range(engine: Engine, training: list[Excerpt]) -> tuple[float, float]:
+    """10th and 90th percentile (onsets/s) of the per-latent density of the training excerpts:
+    the span of condition values the model saw in training."""
+    frames = [conditioning.density_curve(x.audio, engine.preset, normalised=False)
+              for x in tqdm(training, desc="training densities")]
+    low, high = np.percentile(np.concatenate(frames), [10, 90])
+    return float(low), float(high)
+
+
 def condition_section(engine: Engine, settings: Settings, ref_values: np.ndarray | None,
                       training: list[Excerpt]) -> dict:
     """Condition control on a grid; "not applicable" for an unconditioned model."""
@@ -165,7 +175,7 @@ def condition_section(engine: Engine, settings: Settings, ref_values: np.ndarray
                 "tempo": "not applicable (model is not conditioned)"}
     reps = settings.grid_repeats
     if cond == "density":
-        low, high = np.percentile(ref_values, [10, 90])
+        low, high = training_density_range(engine, training)
         grid = np.linspace(max(low, 0.1), max(high, low + 0.5), DENSITY_GRID_POINTS)
         requested = np.repeat(grid, reps)
         pieces = generate_set(engine, len(requested), settings.seconds, settings.seed + 10_000,
