@@ -31,9 +31,17 @@ seconds per window (reference section 9, item 18) and no dropped batch (item 16)
 Conditioning (models trained with ``preset.gan.cond != 'none'``): one normalised value in [0, 1] per
 latent frame, either a constant or a curve (`ConditionSchedule`). Tempo models also get the beat
 phase, integrated over the stream from 0 at its first frame, so the beat grid runs on unbroken
-across windows and bends smoothly when the tempo changes. A stream's condition can be changed
-between blocks; the change applies from the next generator block not yet generated
-(`AudioStream.set_condition` returns that sample position).
+across windows and bends smoothly when the tempo changes.
+
+A stream's condition can be changed at any time (`AudioStream.set_condition`, which returns the
+first sample it affects); the change applies from the next decode unit (``decode_chunks *
+latents_per_chunk`` latents, 11.9 s at the CPU presets' default layout), so it is heard as soon as
+the audio already handed out has played. The generator block holding that unit is generated again
+with the old values before the change and the new ones after it. What the exactness guarantee
+becomes: a constant condition still gives exactly the first N samples of `generate`; after a change
+the stream equals `generate` with the switched curve from the change on, except the first 3 hops
+after it (they overlap-add with frames emitted before the change, which `generate` would have made
+with the new curve in view).
 """
 
 from __future__ import annotations
@@ -88,10 +96,12 @@ def condition_frames(preset: Preset, seconds: float) -> int:
 
 
 class ConditionSchedule:
-    """Normalised condition values for latent frames ``start, start+1, ...``.
+    """Normalised condition values per latent frame: a curve from frame `start` on, and any later
+    curves switched in from their own frames (`switched`).
 
     `value`: a float (constant) or a 1-D array, one value per latent frame from `start` on, whose
-    last value is held after its end. Values must lie in [0, 1].
+    last value is held after its end (and whose first is used before `start`). Values must lie in
+    [0, 1].
     """
 
     def __init__(self, value, start: int = 0):
@@ -101,12 +111,27 @@ class ConditionSchedule:
         if not np.all(np.isfinite(curve)) or curve.min() < 0.0 or curve.max() > 1.0:
             raise ValueError("condition values must be normalised to [0, 1] (convert onsets/s or "
                              "BPM with musika_tf.conditioning.normalise_condition)")
-        self.curve, self.start = curve, int(start)
+        self.segments = [(int(start), curve)]  # (first frame, curve), ascending first frames
+
+    @property
+    def curve(self) -> np.ndarray:
+        """The latest curve."""
+        return self.segments[-1][1]
+
+    def switched(self, frame: int, later: "ConditionSchedule") -> "ConditionSchedule":
+        """This schedule up to `frame`, then `later`'s latest curve from `frame` on."""
+        out = ConditionSchedule(self.segments[0][1], self.segments[0][0])
+        out.segments = [seg for seg in self.segments if seg[0] < frame] + [(int(frame), later.curve)]
+        return out
 
     def values(self, first: int, count: int) -> np.ndarray:
-        """Values of frames ``first .. first+count-1`` (``first >= start``): ``[count]`` float32."""
-        index = np.clip(np.arange(first, first + count) - self.start, 0, len(self.curve) - 1)
-        return self.curve[index]
+        """Values of frames ``first .. first+count-1``: ``[count]`` float32."""
+        index = np.arange(first, first + count)
+        out = np.empty(count, np.float32)
+        for n, (start, curve) in enumerate(self.segments):  # later segments overwrite
+            mask = index >= start if n else np.ones(count, bool)
+            out[mask] = curve[np.clip(index[mask] - start, 0, len(curve) - 1)]
+        return out
 
 
 def _check_condition(preset: Preset, condition: Condition) -> ConditionSchedule | None:
@@ -140,6 +165,7 @@ class AudioStream:
         self._latents = np.zeros((0, preset.stereo_latent_dim), np.float32)
         self._carry = np.zeros((2, CARRY_FRAMES, 4 * preset.audio.hop), np.float32)
         self._beat_phase = 0.0  # tempo models: beat phase (cycles) of the next frame to generate
+        self._block_phase = {}  # generator block -> beat phase at its first frame (not yet decoded)
         self._block = 0  # next generator block
         self._unit = 0  # next decode unit
         self._unit_latents = layout.unit_latents(preset)
@@ -147,22 +173,47 @@ class AudioStream:
         self.samples_emitted = 0
 
     @property
+    def block_frames(self) -> int:
+        """Latent frames per generator block."""
+        return self.engine.layout.windows_per_block * self.engine.preset.gan.latlen
+
+    @property
     def frames_generated(self) -> int:
-        """Latent frames the generator has produced so far (conditions before this are fixed)."""
-        return self._block * self.engine.layout.windows_per_block * self.engine.preset.gan.latlen
+        """Latent frames the generator has produced so far."""
+        return self._block * self.block_frames
+
+    @property
+    def frames_decoded(self) -> int:
+        """Latent frames already decoded into emitted audio (a condition change starts here)."""
+        return self._unit * self._unit_latents
 
     def set_condition(self, condition: Condition) -> int:
-        """Use `condition` (float or per-frame curve starting now) for latents not generated yet.
+        """Use `condition` (float or per-frame curve starting now) from the next decode unit on.
 
-        Returns the first audio sample it affects: the start of the next generator block (the
-        generator sees whole windows, so a change cannot reach into latents already made).
+        Returns the first audio sample it affects, ``samples_emitted``: nothing already emitted
+        changes. The generator block holding that frame is generated again with the old values
+        before it and the new ones from it, and its latents from the frame on replace the ones
+        waiting to be decoded (the module docstring says what this does to exactness).
         """
         if self.engine.preset.gan.cond == "none":
             raise ValueError("set_condition: this model was trained without conditioning, so there "
                              "is no condition to change; use a density- or tempo-conditioned model")
-        schedule = _check_condition(self.engine.preset, condition)
-        self._schedule = ConditionSchedule(schedule.curve, start=self.frames_generated)
-        return self.frames_generated * self.engine.preset.samples_per_latent
+        frame = self.frames_decoded
+        self._schedule = self._schedule.switched(frame, _check_condition(self.engine.preset, condition))
+        self._replan(frame)
+        return frame * self.engine.preset.samples_per_latent
+
+    def _replan(self, frame: int) -> None:
+        """Regenerate from the generator block holding `frame`; keep its latents from `frame` on."""
+        block = frame // self.block_frames
+        if block >= self._block:  # not generated yet: nothing to redo
+            return
+        self._block = block
+        self._coords.position = block * self.engine.layout.windows_per_block
+        self._beat_phase = self._block_phase[block]
+        self._latents = self._latents[:0]
+        self._generate_block()
+        self._latents = self._latents[frame - block * self.block_frames:]
 
     def __iter__(self) -> "AudioStream":
         return self
@@ -189,6 +240,9 @@ class AudioStream:
 
     def _generate_block(self) -> None:
         layout = self.engine.layout
+        oldest = self.frames_decoded // self.block_frames  # the oldest block a replan can need
+        self._block_phase = {b: p for b, p in self._block_phase.items() if b >= oldest}
+        self._block_phase[self._block] = self._beat_phase
         coords = self._coords.next(layout.windows_per_block)
         seed = np.int64(unit_seed(self.seed, _GENERATOR_STREAM, self._block))
         args = [coords]

@@ -166,20 +166,25 @@ def test_condition_curve_changes_output(conditional):
     assert np.abs(low - high).max() > 1e-3 and np.abs(low - ramp).max() > 1e-3
 
 
-def test_condition_changed_between_stream_blocks(conditional):
-    """`set_condition` mid-stream equals one piece whose curve switches at the reported frame."""
+@pytest.mark.parametrize("units_before", [1, 5])
+def test_condition_change_applies_from_the_next_decode_unit(conditional, units_before):
+    """`set_condition` mid-stream: nothing emitted changes; from the change on the stream equals one
+    piece whose curve switches there, except the 3 hops that overlap-add with emitted frames.
+    5 units in, the change falls in the second generator block (block 0's latents are gone)."""
     preset, *_, engine = conditional
+    hop, spl = preset.audio.hop, preset.samples_per_latent
     stream = engine.stream(seed=4, condition=0.2)
-    first = next(stream)
+    before = [next(stream) for _ in range(units_before)]
     switch = stream.set_condition(0.8)
-    spl = preset.samples_per_latent
-    assert switch == 2 * preset.gan.latlen * spl  # start of the next generator block
-    total = switch + 2 * stream.block_samples
-    streamed = np.concatenate([first, *stream.read(total - len(first))])
-    curve = np.where(np.arange(switch // spl + 1) < switch // spl, 0.2, 0.8)
-    np.testing.assert_array_equal(streamed, engine.generate(total / SR, seed=4, condition=curve))
+    assert switch == units_before * stream.block_samples == stream.samples_emitted
+    after = list(stream.read(2 * stream.block_samples))
+    streamed = np.concatenate(before + after)
+    total = len(streamed)
     constant = engine.generate(total / SR, seed=4, condition=0.2)
     np.testing.assert_array_equal(streamed[:switch], constant[:switch])
+    curve = np.where(np.arange(switch // spl + 1) < switch // spl, 0.2, 0.8)
+    switched = engine.generate(total / SR, seed=4, condition=curve)
+    np.testing.assert_array_equal(streamed[switch + 3 * hop:], switched[switch + 3 * hop:])
     assert np.abs(streamed[switch:] - constant[switch:]).max() > 1e-3
 
 
@@ -215,18 +220,17 @@ class _Recording:
 
 def test_tempo_model_gets_an_unbroken_beat_phase():
     """Tempo models see [tempo, cos, sin] of a beat phase that runs on across generator blocks,
-    advances by the tempo's beats per frame, and bends when the tempo changes mid-stream."""
+    advances by the tempo's beats per frame, bends where the tempo changes, and survives a
+    mid-stream change (the regenerated block resumes the phase it started with)."""
     preset = get_preset("tiny", cond="tempo")
     generator, ae = _models(preset)
     recording = _Recording(InferenceGraphs(preset, generator, ae.decoder2, ae.decoder))
     engine = Engine(recording)
-    stream = engine.stream(seed=2, condition=0.5)  # 130 BPM
-    first = next(stream)
-    switch = stream.set_condition(float(normalise_tempo(150.0)))
-    total = switch + 2 * stream.block_samples
-    streamed = np.concatenate([first, *stream.read(total - len(first))])
+    frames = 3 * 2 * preset.gan.latlen  # three generator blocks
+    frame = 300  # the change, inside block 1
+    curve = np.where(np.arange(frame + 1) < frame, 0.5, normalise_tempo(150.0))  # 130 -> 150 BPM
+    engine.generate(frames / preset.latent_rate, seed=2, condition=curve)
     features = np.concatenate([c.reshape(-1, 3) for c in recording.conditions])
-    frame = switch // preset.samples_per_latent
     np.testing.assert_allclose(features[:frame, 0], 0.5)
     np.testing.assert_allclose(features[frame:, 0], normalise_tempo(150.0))
     np.testing.assert_allclose(np.hypot(features[:, 1], features[:, 2]), 1.0, atol=1e-5)
@@ -234,9 +238,16 @@ def test_tempo_model_gets_an_unbroken_beat_phase():
     per_frame = np.array([130.0, 150.0]) / 60.0 / preset.latent_rate
     np.testing.assert_allclose(steps[:frame], per_frame[0], atol=1e-4)
     np.testing.assert_allclose(steps[frame:], per_frame[1], atol=1e-4)
-    curve = np.where(np.arange(frame + 1) < frame, 0.5, normalise_tempo(150.0))
-    np.testing.assert_array_equal(streamed, engine.generate(total / preset.audio.sample_rate,
-                                                            seed=2, condition=curve))
+    # streamed with a change after 5 units: equal to the piece above from the change on
+    stream = engine.stream(seed=2, condition=0.5)
+    before = [next(stream) for _ in range(5)]
+    switch = stream.set_condition(float(normalise_tempo(150.0)))
+    streamed = np.concatenate(before + list(stream.read(stream.block_samples)))
+    curve = np.where(np.arange(switch // preset.samples_per_latent + 1)
+                     < switch // preset.samples_per_latent, 0.5, normalise_tempo(150.0))
+    piece = engine.generate(len(streamed) / preset.audio.sample_rate, seed=2, condition=curve)
+    start = switch + 3 * preset.audio.hop
+    np.testing.assert_array_equal(streamed[start:], piece[start:])
 
 
 # ---------------------------------------------------------------------------------------------
