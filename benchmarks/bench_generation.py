@@ -32,7 +32,8 @@ from musika_tf import audio, gan  # noqa: E402
 from musika_tf.autoencoder import Autoencoder, latents_per_chunk, split_stereo_latents  # noqa: E402
 from musika_tf.config import get_preset  # noqa: E402
 from musika_tf.coordinates import inference_coordinates  # noqa: E402
-from musika_tf.inference import BlockLayout, Engine, istft_block  # noqa: E402
+from musika_tf.graphs import istft_block  # noqa: E402
+from musika_tf.inference import BlockLayout, Engine  # noqa: E402
 from musika_tf.layers import fold  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "PERFORMANCE.md"

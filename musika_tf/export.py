@@ -31,7 +31,10 @@ import tensorflow as tf
 from .conditioning import CONDITION_UNITS
 from .config import PRESET_FILENAME, Preset, load_preset, save_preset
 from .files import recover_folder, replace_folder
+from .autoencoder import Autoencoder
+from .gan import build_generator
 from .graphs import ENDPOINTS, BlockLayout, InferenceGraphs, window_seconds
+from .layers import dtype_policy
 
 CARD_FILENAME = "model_card.json"
 WEIGHTS_DIR = "weights"
@@ -207,6 +210,18 @@ class ExportedModel:
             raise ValueError(f"{folder}: a conditioned model exported by an older version (format "
                              "v1, one condition channel); re-export its run with `python -m "
                              "musika_tf export RUN OUT`")
+
+
+def load_networks(folder: str, policy: str = "float32") -> tuple:
+    """``(preset, layout, generator, autoencoder)`` rebuilt from a folder's ``weights/`` under Keras
+    dtype policy `policy` (e.g. ``mixed_bfloat16``): for running the graphs at another precision
+    than the SavedModel's float32. Needs the EMA generator and both decoders' weight files."""
+    check_folder(folder)
+    preset, card = load_preset(folder), read_card(folder)
+    with dtype_policy(policy):
+        generator, autoencoder = build_generator(preset), Autoencoder.build(preset)
+    read_weights(folder, gen_ema=generator, dec=autoencoder.decoder, dec2=autoencoder.decoder2)
+    return preset, BlockLayout.from_dict(card["inference_layout"]), generator, autoencoder
 
 
 def load_exported(folder: str) -> ExportedModel:

@@ -18,6 +18,7 @@ from .config import Preset
 from .gan import append_condition, condition_channels
 from .layers import fold, reseed_noise
 
+PRECISIONS = ("float32", "bfloat16")  # engine compute precisions (`bfloat16_supported` for the second)
 CARRY_FRAMES = 3  # iSTFT frames (window 4*hop, step hop) that overlap the next unit's first segment
 ENDPOINTS = ("generate_windows", "decode_spectrogram", "decode_block", "decode_waveform")
 
@@ -47,6 +48,18 @@ class BlockLayout:
     @classmethod
     def from_dict(cls, data: dict) -> "BlockLayout":
         return cls(**{k: int(v) for k, v in data.items()})
+
+
+def bfloat16_supported() -> bool:
+    """Whether bfloat16 runs natively here: a GPU, or a CPU with AVX512_BF16 or AMX-BF16."""
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def window_seconds(preset: Preset) -> float:

@@ -47,6 +47,7 @@ with the new curve in view).
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable, Iterator, Union
 
 import numpy as np
@@ -55,16 +56,21 @@ import soundfile as sf
 from .conditioning import generation_condition
 from .config import Preset
 from .coordinates import CoordinateStream
-from .export import load_exported
+from .export import load_exported, load_networks
 from .files import atomic_path
 # The graphs' names are part of this module's API (tests, callers building a live engine).
-from .graphs import CARRY_FRAMES, ENDPOINTS, BlockLayout, InferenceGraphs, window_seconds  # noqa: F401
+from .graphs import (CARRY_FRAMES, ENDPOINTS, PRECISIONS, BlockLayout,  # noqa: F401
+                     InferenceGraphs, bfloat16_supported, window_seconds)
 
 DEFAULT_BOUND = 2.0  # truncation / variety bound (the v44 UI default)
 _GENERATOR_STREAM, _DECODER_STREAM = 0, 1  # noise-seed sub-streams
 FILE_SUBTYPES = {".wav": "FLOAT", ".flac": "PCM_24"}  # float32 WAV as the reference; FLAC max 24 bit
 
 Condition = Union[None, float, np.ndarray]
+
+
+def _stderr(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,8 +281,21 @@ class Engine:
                                    layout, jit_compile))
 
     @classmethod
-    def load(cls, folder: str) -> "Engine":
-        """Engine over an exported model folder (no training code needed)."""
+    def load(cls, folder: str, precision: str = "float32", warn=None) -> "Engine":
+        """Engine over an exported model folder (no training code needed).
+
+        ``precision="bfloat16"`` rebuilds the networks from the folder's weights with bfloat16
+        compute (float32 variables and outputs) where `bfloat16_supported`; elsewhere it calls
+        `warn` (default: print to stderr) with the reason and stays in float32.
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "bfloat16":
+            if bfloat16_supported():
+                preset, layout, generator, ae = load_networks(folder, "mixed_bfloat16")
+                return cls(InferenceGraphs(preset, generator, ae.decoder2, ae.decoder, layout))
+            (warn or _stderr)("bfloat16 needs a GPU or a CPU with AVX512_BF16 or AMX-BF16; this "
+                              "machine has neither, so generation stays in float32")
         return cls(load_exported(folder))
 
     @property

@@ -17,6 +17,8 @@ order as the reference's Keras-2 models.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -52,6 +54,17 @@ def unfold(x, n: int):
 
 
 @keras.saving.register_keras_serializable(package="musika_tf")
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build layers under Keras dtype policy `name` (e.g. ``mixed_float16``), then restore the old one."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
 class NoiseInjection(keras.layers.Layer):
     """``x + w * n``: trainable scalar ``w`` (init 0), ``n ~ N(0, 1)`` of shape ``[B, 1, T, 1]``.
 
@@ -75,9 +88,9 @@ class NoiseInjection(keras.layers.Layer):
 
     def call(self, x):
         shape = ops.shape(x)
-        noise = keras.random.normal(
-            (shape[0], shape[1], shape[2], 1), dtype=x.dtype, seed=self.seed_generator)
-        return x + ops.cast(self.noise_weight, x.dtype) * noise
+        noise = keras.random.normal(  # float32 draws: reduced precision rounds the same noise
+            (shape[0], shape[1], shape[2], 1), dtype="float32", seed=self.seed_generator)
+        return x + ops.cast(self.noise_weight, x.dtype) * ops.cast(noise, x.dtype)
 
     def reseed(self, seed):
         """Restart the noise sequence at ``seed`` (python int or int64 scalar tensor)."""

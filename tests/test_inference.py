@@ -340,3 +340,24 @@ def test_generate_py_fails_clearly(exported, tmp_path, capsys):
 
     with pytest.raises(ValueError, match="without conditioning"):
         condition_from_user("none", 2.0, None)
+
+
+def test_bfloat16_engine_is_close_to_float32_or_says_it_cannot(exported, monkeypatch):
+    """bfloat16 rebuilds the networks from weights/ (same music, rounded) where supported; where
+    not, a warning and the float32 engine."""
+    from musika_tf import inference
+
+    reference = Engine.load(str(exported)).generate(3.0, seed=2, condition=0.4)
+    monkeypatch.setattr(inference, "bfloat16_supported", lambda: True)
+    half = Engine.load(str(exported), "bfloat16").generate(3.0, seed=2, condition=0.4)
+    assert half.shape == reference.shape and half.dtype == np.float32
+    assert not np.array_equal(half, reference)
+    snr = 10 * np.log10(np.sum(reference ** 2) / np.sum((half - reference) ** 2))
+    assert snr > 10.0, snr  # random tiny weights: a loose bound; benchmarks report real models
+    monkeypatch.setattr(inference, "bfloat16_supported", lambda: False)
+    warnings = []
+    fallback = Engine.load(str(exported), "bfloat16", warn=warnings.append)
+    np.testing.assert_array_equal(fallback.generate(3.0, seed=2, condition=0.4), reference)
+    assert warnings and "float32" in warnings[0]
+    with pytest.raises(ValueError, match="precision"):
+        Engine.load(str(exported), "float16")

@@ -11,7 +11,6 @@ crash mid-save leaves the previous checkpoint as the latest valid one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from typing import Iterator
@@ -21,6 +20,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from ..config import Preset, save_preset
+from ..layers import dtype_policy  # noqa: F401 (training modules use loop.dtype_policy)
 
 CHECKPOINT_DIR = "ckpt"
 LOG_DIR = "logs"
@@ -45,17 +45,6 @@ def make_optimizer(preset: Preset, lr: float | None = None, mixed: bool = False)
     opt = keras.optimizers.Adam(learning_rate=t.lr if lr is None else lr, beta_1=t.beta1,
                                 beta_2=t.beta2)
     return keras.optimizers.LossScaleOptimizer(opt) if mixed else opt
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Build layers under Keras dtype policy `name` (e.g. ``mixed_float16``), then restore the old one."""
-    old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(old)
 
 
 def precision_policy(preset: Preset) -> str:
