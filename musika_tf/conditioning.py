@@ -232,11 +232,6 @@ def tempo_from_normalised(value: np.ndarray | float) -> np.ndarray:
     return TEMPO_MIN + np.clip(np.asarray(value, np.float64), 0.0, 1.0) * (TEMPO_MAX - TEMPO_MIN)
 
 
-def tempo_curve(bpm: float, num_frames: int) -> np.ndarray:
-    """Constant ``[num_frames]`` float32 curve of the normalised tempo."""
-    return np.full(num_frames, normalise_tempo(bpm), np.float32)
-
-
 # ---------------------------------------------------------------------------------------------
 # Dispatch on preset.gan.cond
 
@@ -259,7 +254,7 @@ def stored_conditions(preset: Preset, audio: np.ndarray, num_frames: int,
     """The arrays a latent store keeps beside one file's ``num_frames`` latents for ``preset.gan.cond``.
 
     ``'none'`` -> ``{}``; ``'density'`` -> ``density [num_frames]`` (`density_curve`); ``'tempo'`` ->
-    ``tempo []`` (normalised), ``tempo_bpm []`` and ``beat_phase [num_frames]`` (cycles, `beat_phase`)
+    ``tempo []`` (normalised), ``tempo_bpm []`` and ``beat_phase [num_frames]`` (cycles, `beat_offset`)
     for `tempo_bpm` when the data set lists it (ground truth), else for `estimate_tempo(audio)`.
     Raises NoBeatsError for a beatless file under tempo conditioning.
     """

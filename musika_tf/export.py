@@ -30,8 +30,8 @@ import tensorflow as tf
 
 from .conditioning import CONDITION_UNITS
 from .config import PRESET_FILENAME, Preset, load_preset, save_preset
-from .files import recover_folder, replace_folder
 from .autoencoder import Autoencoder
+from .files import recover_folder, replace_folder
 from .gan import build_generator
 from .graphs import ENDPOINTS, BlockLayout, InferenceGraphs, window_seconds
 from .layers import dtype_policy
@@ -203,13 +203,13 @@ class ExportedModel:
         self.preset = load_preset(folder)
         self.card = read_card(folder)
         self.layout = BlockLayout.from_dict(self.card["inference_layout"])
-        self.saved = tf.saved_model.load(folder)
-        for name in ENDPOINTS:
-            setattr(self, name, getattr(self.saved, name))
         if self.card.get("format_version", 1) < 2 and self.preset.gan.cond != "none":
             raise ValueError(f"{folder}: a conditioned model exported by an older version (format "
                              "v1, one condition channel); re-export its run with `python -m "
                              "musika_tf export RUN OUT`")
+        self.saved = tf.saved_model.load(folder)
+        for name in ENDPOINTS:
+            setattr(self, name, getattr(self.saved, name))
 
 
 def load_networks(folder: str, policy: str = "float32") -> tuple:

@@ -147,14 +147,12 @@ def test_fold_tempo():
         C.fold_tempo(100.0, 90.0, 150.0)
 
 
-def test_tempo_round_trip_and_curve():
+def test_tempo_round_trip():
     bpm = np.array([60.0, 95.5, 137.0, 200.0])
     value = C.normalise_tempo(bpm)
     np.testing.assert_allclose(value, [0.0, 35.5 / 140, 77 / 140, 1.0], rtol=1e-6)
     np.testing.assert_allclose(C.tempo_from_normalised(value), bpm, rtol=1e-6)
     np.testing.assert_array_equal(C.normalise_tempo([10.0, 300.0]), [0.0, 1.0])
-    curve = C.tempo_curve(130.0, 7)
-    assert curve.shape == (7,) and curve.dtype == np.float32 and np.all(curve == 0.5)
 
 
 # ---------------------------------------------------------------------------------------------

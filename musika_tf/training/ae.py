@@ -30,7 +30,7 @@ from ..autoencoder import Autoencoder
 from ..config import Preset
 from ..data.audio_cache import CachedAudio, crop_dataset, read_cached
 from ..files import atomic_path
-from ..layers import fold, reseed_noise, unfold
+from ..layers import dtype_policy, fold, reseed_noise, unfold
 from ..spec_critic import build_spec_critic
 from . import loop
 
@@ -68,7 +68,7 @@ class _AETrainer(loop.Trainer):
                  preview_files: list[CachedAudio] | None = None):
         super().__init__(preset, run_dir)
         self.mixed = loop.use_mixed_precision(preset)
-        with loop.dtype_policy(loop.precision_policy(preset)):
+        with dtype_policy(loop.precision_policy(preset)):
             self.ae = Autoencoder.build(preset)
         self.cfg = preset.audio
         self.files = files
@@ -76,7 +76,7 @@ class _AETrainer(loop.Trainer):
 
     def build_critic(self):
         """A fresh spectrogram critic under the run's precision policy."""
-        with loop.dtype_policy(loop.precision_policy(self.preset)):
+        with dtype_policy(loop.precision_policy(self.preset)):
             return build_spec_critic(self.preset)
 
     def batches(self, start_step: int = 0):

@@ -39,7 +39,7 @@ from musika_tf import conditioning, coordinates, gan, losses
 from musika_tf.audio import save_audio, save_spectrogram_png
 from musika_tf.config import Preset
 from musika_tf.data.latents import load_all
-from musika_tf.layers import reseed_noise
+from musika_tf.layers import dtype_policy, reseed_noise
 from musika_tf.training import loop
 
 REC_WEIGHT = 10.0  # v22 critic reconstruction loss weight (reference 4.10.6)
@@ -68,10 +68,10 @@ def stored_condition(arrays: dict, cond: str) -> np.ndarray:
         raise ValueError(f"preset asks for cond={cond!r} but a latent store entry has no "
                          f"{', '.join(missing)} array; re-encode the data with this version "
                          "(delete the run's latents/ folder)")
-    values = np.broadcast_to(np.asarray(arrays[cond], np.float32), (length,)) if cond == "tempo" \
-        else np.asarray(arrays[cond], np.float32)[:length]
-    phase = np.asarray(arrays["beat_phase"], np.float32)[:length] if cond == "tempo" else None
-    return conditioning.network_condition(cond, values, phase)
+    if cond == "density":
+        return conditioning.network_condition(cond, np.asarray(arrays["density"], np.float32)[:length])
+    tempo = np.full(length, float(arrays["tempo"]), np.float32)
+    return conditioning.network_condition(cond, tempo, np.asarray(arrays["beat_phase"])[:length])
 
 
 class LatentCrops:
@@ -172,7 +172,7 @@ class GANTrainer(loop.Trainer):
         self.lr = preset.train.lr if lr is None else float(lr)
         self.mixed = loop.use_mixed_precision(preset)
         keras.utils.set_random_seed(preset.train.seed)
-        with loop.dtype_policy(loop.precision_policy(preset)):
+        with dtype_policy(loop.precision_policy(preset)):
             self.generator, self.critic, self.critic_rec = gan.build_gan(preset)
             self.gen_ema = gan.build_generator(preset)
             self.regressor = (gan.build_condition_regressor(preset)

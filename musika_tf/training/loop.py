@@ -20,7 +20,6 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from ..config import Preset, save_preset
-from ..layers import dtype_policy  # noqa: F401 (training modules use loop.dtype_policy)
 
 CHECKPOINT_DIR = "ckpt"
 LOG_DIR = "logs"
