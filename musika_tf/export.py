@@ -10,12 +10,19 @@ A folder written by `export_model` (e.g. ``checkpoints/NAME``)::
                                  dec2: `train.py --ae-from`) and, from a GAN run, generator, critic,
                                  gen_ema (`train.py --init-from`); no optimiser state
 
-Signatures (see `musika_tf.inference.InferenceGraphs`; every one takes an int64 noise ``seed``):
-``generate_windows`` (coordinates [+ condition] -> latents), ``decode_spectrogram`` (latents ->
-magnitude, phase), ``decode_block`` (latents + 3 carried frames -> audio block, the streaming step) and
-``decode_waveform`` (latents -> stereo waveform). `load_exported` needs only TensorFlow and this
+Signatures (see `musika_tf.graphs.InferenceGraphs`; every one but ``stream_state`` takes an int64
+noise ``seed``): ``generate_windows`` (coordinates [+ condition] -> latents), ``decode_spectrogram``
+(latents -> magnitude, phase), ``decode_block`` (latents + 3 carried frames -> audio block, the
+streaming step), ``decode_waveform`` (latents -> stereo waveform), and ``stream_state`` /
+``stream_step`` (seed, unit index, bound [, condition] and the carried state -> one audio block and
+the next state: the engine's whole loop in the graph, so the folder streams with TensorFlow alone;
+the README written into the folder shows how). `load_exported` needs only TensorFlow and this
 package's inference code (no training code); ``Engine(load_exported(folder))`` reproduces the live
-engine's audio bit for bit on the same machine.
+engine's audio bit for bit on the same machine, and so does looping ``stream_step``.
+
+Folders exported before the stateless sampler (cards whose ``inference_layout`` has no
+``sampler``) still load and generate their audio with the numpy sampler; they lack the two
+``stream_*`` signatures.
 """
 
 from __future__ import annotations
@@ -28,12 +35,12 @@ import shutil
 import keras
 import tensorflow as tf
 
-from .conditioning import CONDITION_UNITS
+from .conditioning import CONDITION_UNITS, DENSITY_MAX, TEMPO_MAX, TEMPO_MIN
 from .config import PRESET_FILENAME, Preset, load_preset, save_preset
 from .autoencoder import Autoencoder
 from .files import recover_folder, replace_folder
 from .gan import build_generator
-from .graphs import ENDPOINTS, BlockLayout, InferenceGraphs, window_seconds
+from .graphs import STREAM_ENDPOINTS, BlockLayout, InferenceGraphs, window_seconds
 from .layers import dtype_policy
 
 CARD_FILENAME = "model_card.json"
@@ -48,7 +55,7 @@ EXPECTED_FILES = ("saved_model.pb", "variables/", PRESET_FILENAME, CARD_FILENAME
 # Writing
 
 
-def _card(preset: Preset, layout: BlockLayout, card: dict) -> dict:
+def _card(preset: Preset, layout: BlockLayout, signatures: list, card: dict) -> dict:
     """The caller's card fields plus everything the folder itself determines."""
     cond = preset.gan.cond
     return {
@@ -62,11 +69,12 @@ def _card(preset: Preset, layout: BlockLayout, card: dict) -> dict:
         "conditioning_input": None if cond == "none" else (
             f"{cond} in {CONDITION_UNITS[cond]}, normalised to [0, 1] by "
             "musika_tf.conditioning.normalise_condition, one value per latent frame; the "
-            "generate_windows signature takes musika_tf.conditioning.network_condition of it"),
+            "generate_windows signature takes musika_tf.conditioning.network_condition of it, "
+            "stream_step the normalised value itself"),
         "latent_rate_hz": preset.latent_rate,
         "window_seconds": window_seconds(preset),
         "inference_layout": layout.to_dict(),
-        "signatures": list(ENDPOINTS),
+        "signatures": list(signatures),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
@@ -98,8 +106,53 @@ def _readme(card: dict) -> str:
         lines += ["", str(card["notes"])]
     lines += ["", "Generate: `python generate.py --model THIS_FOLDER --seconds 60`.",
               "Load in Python: `musika_tf.inference.Engine.load(folder)`; raw signatures: "
-              "`tf.saved_model.load(folder)` (" + ", ".join(ENDPOINTS) + ")."]
+              "`tf.saved_model.load(folder)` (" + ", ".join(card["signatures"]) + ")."]
+    if "stream_step" in card["signatures"]:
+        lines += ["", STREAM_HEADING, "", _STREAM_TEXT, "", "```python", stream_example(card), "```"]
     return "\n".join(lines) + "\n"
+
+
+STREAM_HEADING = "## Streaming with TensorFlow alone"
+CONDITION_HELP = {  # the normalisation of `musika_tf.conditioning`, for callers without it
+    "density": f"note density as log1p(onsets per second) / log1p({DENSITY_MAX:g}), in [0, 1]",
+    "tempo": f"tempo as (BPM - {TEMPO_MIN:g}) / {TEMPO_MAX - TEMPO_MIN:g}, in [0, 1]",
+}
+_STREAM_TEXT = (
+    "The `stream_step` signature runs the whole generation step in the graph, with stateless random "
+    "ops: (seed, decode-unit index, variety bound, condition, carried state) -> (stereo audio "
+    "block, next state). The state is the latents not yet decoded, the last 3 iSTFT frames and the "
+    "beat phase; `stream_state` gives the one to start from (all zeros). Call it for unit 0, 1, "
+    "2, ... passing back the state it returned: the blocks join into the same audio as "
+    "`musika_tf.inference.Engine` with the same seed, bound and a constant condition, bit for bit "
+    "on the same machine. A condition changed between calls applies to the generator blocks made "
+    "from then on. TF Serving and `saved_model_cli run --signature_def stream_step` call it the "
+    "same way (`saved_model_cli show --dir THIS_FOLDER --all` lists the shapes). Save as "
+    "`stream.py` and run `python stream.py THIS_FOLDER out.wav` for 30 s:")
+
+
+def stream_example(card: dict) -> str:
+    """The README's stand-alone streaming script for a folder with `card` (tensorflow, numpy and
+    soundfile only; arguments: the folder and the output WAV)."""
+    cond = card["conditioning"]
+    condition = "" if cond == "none" else "condition=tf.constant(0.5), "
+    lines = [
+        "import sys",
+        "import numpy as np, soundfile as sf, tensorflow as tf",
+        "",
+        "model = tf.saved_model.load(sys.argv[1])",
+        'step, state = model.signatures["stream_step"], model.signatures["stream_state"]()',
+        f"rate, seconds, seed, bound = {card['sample_rate']}, 30, 0, 2.0",
+        "blocks = []",
+        "while sum(map(len, blocks)) < seconds * rate:",
+        "    out = step(seed=tf.constant(seed, tf.int64), unit=tf.constant(len(blocks), tf.int64),",
+        f"               bound=tf.constant(bound), {condition}**state)",
+        "    state = {name: out[name] for name in state}",
+        '    blocks.append(out["audio"].numpy())',
+        'sf.write(sys.argv[2], np.concatenate(blocks)[:seconds * rate], rate, subtype="FLOAT")',
+    ]
+    if cond != "none":
+        lines.insert(6, f"# condition 0.5: {CONDITION_HELP[cond]}")
+    return "\n".join(lines)
 
 
 def weights_path(folder: str, name: str) -> str:
@@ -149,17 +202,18 @@ def export_model(out_dir: str, preset: Preset, generator, autoencoder, card: dic
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another folder")
     graphs = InferenceGraphs(preset, generator, autoencoder.decoder2, autoencoder.decoder, layout)
+    endpoints = graphs.endpoints()
     tmp = out_dir + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     archive = keras.export.ExportArchive()
     # No archive.track(model): the endpoints capture every variable they use, and tracking the
     # models as well would store each weight a second time (Keras variable + captured tf.Variable).
-    for name, (fn, spec) in graphs.endpoints().items():
+    for name, (fn, spec) in endpoints.items():
         archive.add_endpoint(name, fn, input_signature=spec)
     archive.write_out(tmp, verbose=False)
     write_weights(tmp, {**autoencoder.models, **(gan_models or {})})
     save_preset(preset, tmp)
-    full_card = _card(preset, graphs.layout, dict(card or {}))
+    full_card = _card(preset, graphs.layout, list(endpoints), dict(card or {}))
     with open(os.path.join(tmp, CARD_FILENAME), "w") as fh:
         json.dump(full_card, fh, indent=2, default=str)
     with open(os.path.join(tmp, README_FILENAME), "w") as fh:
@@ -208,8 +262,18 @@ class ExportedModel:
                              "v1, one condition channel); re-export its run with `python -m "
                              "musika_tf export RUN OUT`")
         self.saved = tf.saved_model.load(folder)
-        for name in ENDPOINTS:
+        for name in self.card["signatures"]:
             setattr(self, name, getattr(self.saved, name))
+
+    def __getattr__(self, name):  # only for attributes __init__ did not set
+        if name in STREAM_ENDPOINTS:
+            raise AttributeError(
+                f"{self.__dict__.get('folder')}: no {name} signature: this folder was exported "
+                "before the stateless sampler (its card's inference_layout has no 'sampler'); it "
+                "still generates through musika_tf.inference.Engine. Re-export its run with "
+                "`python -m musika_tf export RUN OUT` for the stream_step signature (new exports "
+                "give other audio per seed)")
+        raise AttributeError(name)
 
 
 def load_networks(folder: str, policy: str = "float32") -> tuple:

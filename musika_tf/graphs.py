@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import tensorflow as tf
 
 from . import audio as audio_lib
+from . import stateless
 from .autoencoder import latents_per_chunk, reseed_decoders
 from .config import Preset
 from .gan import append_condition, condition_channels
@@ -21,18 +22,29 @@ from .layers import fold, reseed_noise
 PRECISIONS = ("float32", "bfloat16")  # engine compute precisions (`bfloat16_supported` for the second)
 CARRY_FRAMES = 3  # iSTFT frames (window 4*hop, step hop) that overlap the next unit's first segment
 ENDPOINTS = ("generate_windows", "decode_spectrogram", "decode_block", "decode_waveform")
+STREAM_ENDPOINTS = ("stream_state", "stream_step")  # the whole step in the graph (stateless sampler)
+SAMPLERS = ("stateless", "numpy")  # `musika_tf.stateless`; the numpy one of older folders
 
 
 @dataclass(frozen=True)
 class BlockLayout:
-    """Sizes of the engine's units; part of the noise layout (same layout + seed -> same audio)."""
+    """Sizes of the engine's units and the sampler of its random draws: the noise layout (same
+    layout + seed -> same audio).
+
+    ``sampler``: ``'stateless'`` (TensorFlow stateless ops, `musika_tf.stateless`; what a folder's
+    ``stream_step`` signature computes in its graph) or ``'numpy'`` (numpy's SeedSequence / PCG64:
+    folders exported before the sampler was recorded, whose cards lack it).
+    """
 
     windows_per_block: int = 2  # generator windows per call (one noise seed each block)
     decode_chunks: int = 8  # AE chunks per audio channel per decode call (one noise seed each)
+    sampler: str = "stateless"
 
     def __post_init__(self):
         if self.windows_per_block < 1 or self.decode_chunks < 1:
             raise ValueError(f"block layout sizes must be >= 1, got {self}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
 
     def unit_latents(self, preset: Preset) -> int:
         """Latents per decode unit: ``decode_chunks * latents_per_chunk``."""
@@ -42,12 +54,18 @@ class BlockLayout:
         """Audio samples emitted per decode unit (per channel)."""
         return self.unit_latents(preset) * preset.ae.frames_per_latent * preset.audio.hop
 
+    def block_latents(self, preset: Preset) -> int:
+        """Latents per generator block: ``windows_per_block * latlen``."""
+        return self.windows_per_block * preset.gan.latlen
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "BlockLayout":
-        return cls(**{k: int(v) for k, v in data.items()})
+        """From `to_dict`; a dict without ``sampler`` (older cards) is the numpy sampler."""
+        sizes = {k: int(v) for k, v in data.items() if k != "sampler"}
+        return cls(**sizes, sampler=data.get("sampler", "numpy"))
 
 
 def bfloat16_supported() -> bool:
@@ -118,6 +136,18 @@ class InferenceGraphs:
 
     T must be a multiple of ``latents_per_chunk``. Decoding reseeds DEC2 with ``seed`` and DEC with
     ``seed + 1`` (as `Autoencoder.decode_latents`). Batch dimensions are relaxed (``None``).
+
+    With the stateless sampler (``layout.sampler``) also the whole engine step in the graph, so a
+    SavedModel streams on its own (the engine's `AudioStream` with a constant condition, bit for bit):
+
+    - ``stream_state() -> {latents [0, 2D], carry [2, 3, 4*hop], beat_phase float64 []}``: the
+      state before decode unit 0
+    - ``stream_step(seed int64 [], unit int64 [], bound float32 [] (, condition float32 []),
+      latents, carry, beat_phase) -> {audio [unit_samples, 2], latents, carry, beat_phase}``:
+      decode unit ``unit`` (0, 1, 2, ... each with the state the previous call returned); it
+      generates the generator blocks it needs (coordinates, noise seeds and beat phase from
+      `musika_tf.stateless`) with `condition` (normalised, one value for every frame they hold),
+      keeps the latents not yet decoded in the state, and decodes one unit with the carried frames
     """
 
     def __init__(self, preset: Preset, generator, decoder2, decoder,
@@ -125,9 +155,9 @@ class InferenceGraphs:
         self.preset, self.layout = preset, layout or BlockLayout()
         self.generator, self.decoder2, self.decoder = generator, decoder2, decoder
         self.conditional = preset.gan.cond != "none"
-        for name, (fn, spec) in self.endpoints().items():
+        for name, (fn, spec) in self.endpoints().items():  # the stream step loops: never XLA
             setattr(self, name, tf.function(fn, input_signature=spec, autograph=False,
-                                            jit_compile=jit_compile))
+                                            jit_compile=jit_compile and name in ENDPOINTS))
 
     def endpoints(self) -> dict:
         """``name -> (python function, input signature)`` of every entry point."""
@@ -143,12 +173,23 @@ class InferenceGraphs:
             generate = (self._generate_conditional, [coords, cond, seed])
         else:
             generate = (self._generate, [coords, seed])
-        return dict(zip(ENDPOINTS, (
+        out = dict(zip(ENDPOINTS, (
             generate,
             (self._spectrogram_dict, [latents, seed]),
             (self._decode_block, [latents, carry, seed]),
             (self._decode_waveform, [latents, seed]),
         )))
+        if self.layout.sampler == "stateless":
+            state = [latents, carry, tf.TensorSpec([], tf.float64, name="beat_phase")]
+            step = [seed, tf.TensorSpec([], tf.int64, name="unit"),
+                    tf.TensorSpec([], tf.float32, name="bound")]
+            if self.conditional:
+                step = (self._stream_step_conditional,
+                        step + [tf.TensorSpec([], tf.float32, name="condition")] + state)
+            else:
+                step = (self._stream_step, step + state)
+            out.update(zip(STREAM_ENDPOINTS, ((self._stream_state, []), step)))
+        return out
 
     def _generate(self, coordinates, seed):
         reseed_noise(self.generator, seed)
@@ -183,3 +224,56 @@ class InferenceGraphs:
         pad = tf.zeros_like(frames[:, :CARRY_FRAMES])
         audio = overlap_add(tf.concat([pad, frames, pad], axis=1), self.preset.audio.hop)
         return tf.clip_by_value(tf.transpose(audio), -1.0, 1.0)
+
+    # The engine step in the graph (stateless sampler)
+
+    def _stream_state(self):
+        p = self.preset
+        return {"latents": tf.zeros([0, p.stereo_latent_dim]),
+                "carry": tf.zeros([2, CARRY_FRAMES, 4 * p.audio.hop]),
+                "beat_phase": tf.zeros([], tf.float64)}
+
+    def _stream_step(self, seed, unit, bound, latents, carry, beat_phase):
+        return self._stream(seed, unit, bound, None, latents, carry, beat_phase)
+
+    def _stream_step_conditional(self, seed, unit, bound, condition, latents, carry, beat_phase):
+        return self._stream(seed, unit, bound, condition, latents, carry, beat_phase)
+
+    def _stream(self, seed, unit, bound, condition, latents, carry, beat_phase):
+        """One decode unit: generator blocks until ``U`` latents wait (pending ``[n, 2D]`` hold
+        frames ``unit*U .. unit*U+n-1``), then DEC2/DEC and the iSTFT step on the first ``U``."""
+        p, layout = self.preset, self.layout
+        units, block = layout.unit_latents(p), layout.block_latents(p)
+        tf.debugging.assert_non_negative(seed, "seeds must be non-negative")
+        tf.debugging.assert_positive(bound, "the truncation bound must be > 0")
+        pending = unit * units + tf.cast(tf.shape(latents)[0], tf.int64)
+        tf.debugging.assert_equal(pending % block, tf.zeros([], tf.int64),
+                                  "stream_step: the state does not belong to this unit (pass unit "
+                                  "0, 1, 2, ... each with the state the previous call returned)")
+
+        def generate(latents, phase):
+            index = (unit * units + tf.cast(tf.shape(latents)[0], tf.int64)) // block
+            new, phase = self._stream_block(seed, index, bound, condition, phase)
+            return tf.concat([latents, new], axis=0), phase
+
+        latents, beat_phase = tf.while_loop(
+            lambda latents, _: tf.shape(latents)[0] < units, generate, [latents, beat_phase],
+            shape_invariants=[tf.TensorShape([None, p.stereo_latent_dim]), tf.TensorShape([])])
+        out = self._decode_block(latents[:units], carry,
+                                 stateless.unit_seed(seed, stateless.DECODER, unit))
+        return {**out, "latents": latents[units:], "beat_phase": beat_phase}
+
+    def _stream_block(self, seed, index, bound, condition, phase):
+        """Generator block `index`: latents ``[W*latlen, 2D]`` and the beat phase after it."""
+        p, windows = self.preset, self.layout.windows_per_block
+        coords = stateless.block_coordinates(p, windows, seed, index, bound)
+        noise_seed = stateless.unit_seed(seed, stateless.GENERATOR, index)
+        if condition is None:
+            latents = self._generate(coords, noise_seed)
+        else:
+            values = tf.fill([windows * p.gan.latlen], condition)
+            features, phase = stateless.condition_features(p.gan.cond, 1.0 / p.latent_rate,
+                                                           values, phase)
+            latents = self._generate_conditional(
+                coords, tf.reshape(features, [windows, p.gan.latlen, -1]), noise_seed)
+        return tf.reshape(latents, [-1, p.stereo_latent_dim]), phase

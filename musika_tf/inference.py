@@ -2,7 +2,7 @@
 
 The one path (reference section 6.1, reorganised for bounded memory and exact lengths)::
 
-    CoordinateStream ──W windows──▶ generator ──▶ latent buffer [T, 2D]
+    coordinate path ──W windows──▶ generator ──▶ latent buffer [T, 2D]
         ──U latents──▶ DEC2 ──▶ DEC ──▶ magnitude/phase ──▶ windowed iSTFT frames
         ──overlap-add with the last 3 frames carried over──▶ audio block [U*fpl*hop, 2]
 
@@ -17,6 +17,11 @@ Work happens in two kinds of fixed-size units (`BlockLayout`):
 Because every random draw is keyed by a unit's index and every call has the same shape, the audio is a
 pure function of (model, layout, seed, bound, condition): a finite piece is exactly the first N samples
 of the endless stream, and cutting the stream into blocks changes nothing.
+
+Random draws (coordinates, noise seeds, beat phase) come from the layout's sampler
+(`BlockLayout.sampler`): the stateless one (`musika_tf.stateless`, TensorFlow stateless ops) for live
+networks and new exports, whose ``stream_step`` signature runs this whole loop in the graph with the
+same draws; or numpy's (`NumpySampler`) for folders exported before it, which keep their audio.
 
 Seams. The reference concatenates all chunk spectrograms and runs one iSTFT (window 4*hop, step hop).
 Output segment k (``hop`` samples) is the sum of frames k-3..k, so a decode unit's frames complete the
@@ -53,9 +58,10 @@ from typing import Callable, Iterator, Union
 import numpy as np
 import soundfile as sf
 
+from . import stateless
 from .conditioning import generation_condition
 from .config import Preset
-from .coordinates import CoordinateStream
+from .coordinates import inference_coordinates
 from .export import load_exported, load_networks
 from .files import atomic_path
 # The graphs' names are part of this module's API (tests, callers building a live engine).
@@ -63,7 +69,7 @@ from .graphs import (CARRY_FRAMES, ENDPOINTS, PRECISIONS, BlockLayout,  # noqa: 
                      InferenceGraphs, bfloat16_supported, window_seconds)
 
 DEFAULT_BOUND = 2.0  # truncation / variety bound (the v44 UI default)
-_GENERATOR_STREAM, _DECODER_STREAM = 0, 1  # noise-seed sub-streams
+_GENERATOR_STREAM, _DECODER_STREAM = stateless.GENERATOR, stateless.DECODER  # noise-seed sub-streams
 FILE_SUBTYPES = {".wav": "FLOAT", ".flac": "PCM_24"}  # float32 WAV as the reference; FLAC max 24 bit
 
 Condition = Union[None, float, np.ndarray]
@@ -95,6 +101,55 @@ def num_samples(preset: Preset, seconds: float) -> int:
 def condition_frames(preset: Preset, seconds: float) -> int:
     """Latent frames (condition values) that cover `seconds` of audio."""
     return int(np.ceil(seconds * preset.latent_rate))
+
+
+# ---------------------------------------------------------------------------------------------
+# Samplers: the random draws of one stream, keyed by unit index (`BlockLayout.sampler`)
+
+
+class NumpySampler:
+    """Draws of folders exported before the stateless sampler: numpy's SeedSequence / PCG64
+    (`unit_seed`, `coordinates.inference_coordinates`, `conditioning.generation_condition`)."""
+
+    def __init__(self, preset: Preset, layout: BlockLayout, seed: int, bound: float):
+        if int(seed) < 0:
+            raise ValueError(f"seeds must be non-negative, got {seed}")
+        if not bound > 0:
+            raise ValueError(f"truncation bound must be > 0, got {bound}")
+        self.preset, self.layout, self.seed, self.bound = preset, layout, int(seed), float(bound)
+
+    def coordinates(self, block: int) -> np.ndarray:
+        """Windows of generator block `block`: ``[W, latlen, 2cd]`` float32."""
+        windows = self.layout.windows_per_block
+        return inference_coordinates(self.preset, windows, self.bound, self.seed, block * windows)
+
+    def noise_seed(self, stream: int, index: int) -> np.int64:
+        return np.int64(unit_seed(self.seed, stream, index))
+
+    def condition(self, values: np.ndarray, phase: float) -> tuple:
+        """Normalised values ``[T]`` from beat phase `phase` -> (network condition ``[T, K]``,
+        phase after them)."""
+        return generation_condition(self.preset.gan.cond, values, phase, 1.0 / self.preset.latent_rate)
+
+
+class StatelessSampler(NumpySampler):
+    """The stateless sampler (`musika_tf.stateless`): the draws a folder's ``stream_step``
+    signature computes in its graph, through the engine's compiled `stateless.StatelessDraws`."""
+
+    def __init__(self, preset: Preset, layout: BlockLayout, seed: int, bound: float,
+                 draws: stateless.StatelessDraws):
+        super().__init__(preset, layout, seed, bound)
+        self.draws = draws
+
+    def coordinates(self, block: int) -> np.ndarray:
+        return self.draws.coordinates(self.seed, block, self.bound).numpy()
+
+    def noise_seed(self, stream: int, index: int) -> np.int64:
+        return np.int64(self.draws.unit_seed(self.seed, stream, index).numpy())
+
+    def condition(self, values: np.ndarray, phase: float) -> tuple:
+        features, after = self.draws.condition(values, np.float64(phase))
+        return features.numpy(), float(after.numpy())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +222,7 @@ class AudioStream:
         self.engine, self.seed = engine, int(seed)
         preset, layout = engine.preset, engine.layout
         self._schedule = _check_condition(preset, condition)
-        self._coords = CoordinateStream(preset, bound, self.seed)
+        self._sampler = engine.sampler(self.seed, bound)
         self._latents = np.zeros((0, preset.stereo_latent_dim), np.float32)
         self._carry = np.zeros((2, CARRY_FRAMES, 4 * preset.audio.hop), np.float32)
         self._beat_phase = 0.0  # tempo models: beat phase (cycles) of the next frame to generate
@@ -181,7 +236,7 @@ class AudioStream:
     @property
     def block_frames(self) -> int:
         """Latent frames per generator block."""
-        return self.engine.layout.windows_per_block * self.engine.preset.gan.latlen
+        return self.engine.layout.block_latents(self.engine.preset)
 
     @property
     def frames_generated(self) -> int:
@@ -215,7 +270,6 @@ class AudioStream:
         if block >= self._block:  # not generated yet: nothing to redo
             return
         self._block = block
-        self._coords.position = block * self.engine.layout.windows_per_block
         self._beat_phase = self._block_phase[block]
         self._latents = self._latents[:0]
         self._generate_block()
@@ -228,8 +282,8 @@ class AudioStream:
         while len(self._latents) < self._unit_latents:
             self._generate_block()
         latents, self._latents = np.split(self._latents, [self._unit_latents])
-        seed = unit_seed(self.seed, _DECODER_STREAM, self._unit)
-        out = self.engine.backend.decode_block(latents, self._carry, np.int64(seed))
+        seed = self._sampler.noise_seed(_DECODER_STREAM, self._unit)
+        out = self.engine.backend.decode_block(latents, self._carry, seed)
         self._carry = out["carry"].numpy()
         self._unit += 1
         self.samples_emitted += self.block_samples
@@ -245,17 +299,15 @@ class AudioStream:
             remaining -= len(block)
 
     def _generate_block(self) -> None:
-        layout = self.engine.layout
         oldest = self.frames_decoded // self.block_frames  # the oldest block a replan can need
         self._block_phase = {b: p for b, p in self._block_phase.items() if b >= oldest}
         self._block_phase[self._block] = self._beat_phase
-        coords = self._coords.next(layout.windows_per_block)
-        seed = np.int64(unit_seed(self.seed, _GENERATOR_STREAM, self._block))
+        coords = self._sampler.coordinates(self._block)
+        seed = self._sampler.noise_seed(_GENERATOR_STREAM, self._block)
         args = [coords]
         if self._schedule is not None:
             values = self._schedule.values(self.frames_generated, coords.shape[0] * coords.shape[1])
-            features, self._beat_phase = generation_condition(
-                self.engine.preset.gan.cond, values, self._beat_phase, 1.0 / self.engine.preset.latent_rate)
+            features, self._beat_phase = self._sampler.condition(values, self._beat_phase)
             args.append(features.reshape(*coords.shape[:2], -1))
         latents = self.engine.backend.generate_windows(*args, seed).numpy()
         self._latents = np.concatenate([self._latents, latents.reshape(-1, latents.shape[-1])])
@@ -272,6 +324,15 @@ class Engine:
         self.backend = backend
         self.preset: Preset = backend.preset
         self.layout: BlockLayout = backend.layout
+        self._draws = None  # compiled stateless draws, made on first use
+
+    def sampler(self, seed: int, bound: float) -> NumpySampler:
+        """The random draws of one stream, by the layout's sampler."""
+        if self.layout.sampler == "numpy":
+            return NumpySampler(self.preset, self.layout, seed, bound)
+        if self._draws is None:
+            self._draws = stateless.StatelessDraws(self.preset, self.layout.windows_per_block)
+        return StatelessSampler(self.preset, self.layout, seed, bound, self._draws)
 
     @classmethod
     def from_models(cls, preset: Preset, generator, autoencoder, layout: BlockLayout | None = None,

@@ -15,13 +15,15 @@ import soundfile as sf
 import tensorflow as tf
 
 import generate  # the top-level face (the repository root is on sys.path under pytest)
-from musika_tf import audio, cli, gan
+from musika_tf import audio, cli, gan, stateless
 from musika_tf.autoencoder import Autoencoder, split_stereo_latents
 from musika_tf.conditioning import normalise_tempo
 from musika_tf.config import get_preset, save_preset
 from musika_tf.coordinates import inference_coordinates
-from musika_tf.inference import (BlockLayout, ConditionSchedule, Engine, InferenceGraphs,
-                                 condition_frames, unit_seed, window_seconds)
+from musika_tf.export import STREAM_HEADING, export_model, load_exported
+from musika_tf.graphs import SAMPLERS
+from musika_tf.inference import (ENDPOINTS, BlockLayout, ConditionSchedule, Engine,
+                                 InferenceGraphs, condition_frames, unit_seed, window_seconds)
 from musika_tf.layers import noise_layers
 from tests.conftest import REPO
 
@@ -105,25 +107,41 @@ def test_decode_matches_the_autoencoder_path():
 # Streaming and seams
 
 
+def _sampler_draws(preset, layout: BlockLayout, seed: int, bound: float = 2.0) -> tuple:
+    """(coordinates of generator block b, noise seed of (stream, index)) straight from the
+    layout's sampler module, without the engine."""
+    w = layout.windows_per_block
+    if layout.sampler == "numpy":
+        return (lambda b: inference_coordinates(preset, w, bound, seed, start=b * w),
+                lambda stream, index: np.int64(unit_seed(seed, stream, index)))
+    return (lambda b: stateless.block_coordinates(preset, w, seed, b, bound).numpy(),
+            lambda stream, index: stateless.unit_seed(seed, stream, index).numpy())
+
+
 def _one_shot_reference(engine: Engine, seed: int, n_blocks: int) -> np.ndarray:
     """The reference's way: all latents, every decode unit's spectrogram, ONE iSTFT over all frames."""
     preset, layout, graphs = engine.preset, engine.layout, engine.backend
-    w = layout.windows_per_block
-    coords = inference_coordinates(preset, n_blocks * w, 2.0, seed)
+    coordinates, noise_seed = _sampler_draws(preset, layout, seed)
     latents = np.concatenate([
-        graphs.generate_windows(coords[b * w:(b + 1) * w], np.int64(unit_seed(seed, 0, b))).numpy()
+        graphs.generate_windows(coordinates(b), noise_seed(0, b)).numpy()
         for b in range(n_blocks)]).reshape(-1, preset.stereo_latent_dim)
     u = layout.unit_latents(preset)
-    specs = [graphs.decode_spectrogram(latents[i:i + u], np.int64(unit_seed(seed, 1, i // u)))
+    specs = [graphs.decode_spectrogram(latents[i:i + u], noise_seed(1, i // u))
              for i in range(0, len(latents), u)]
     magnitude = np.concatenate([s["magnitude"].numpy() for s in specs], axis=1)
     phase = np.concatenate([s["phase"].numpy() for s in specs], axis=1)
     return np.clip(audio.stereo_istft(magnitude, phase, preset.audio).numpy(), -1.0, 1.0)
 
 
-def test_stream_equals_one_shot_and_any_cut(plain):
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_stream_equals_one_shot_and_any_cut(plain, sampler):
     """Blocks of the endless stream join exactly: cut anywhere, same samples; and they equal one
-    iSTFT over all frames up to float32 summation order."""
+    iSTFT over all frames up to float32 summation order (both samplers: the stateless one of new
+    folders, the numpy one that older folders keep)."""
+    if sampler != plain.layout.sampler:
+        graphs = plain.backend
+        plain = Engine(InferenceGraphs(plain.preset, graphs.generator, graphs.decoder2,
+                                       graphs.decoder, BlockLayout(sampler=sampler)))
     stream = plain.stream(seed=9)
     blocks = [next(stream) for _ in range(6)]  # crosses a generator block (4 units per block)
     streamed = np.concatenate(blocks)
@@ -283,6 +301,7 @@ def test_export_folder_contents(exported):
     assert card["steps"] == 1 and card["data"] == "maestro" and card["notes"] == "test model"
     assert card["cpu_hours"] == {"gan": 0.25} and card["hardware"] == "2-core CPU"
     assert card["inference_layout"] == BlockLayout().to_dict()
+    assert card["signatures"] == [*ENDPOINTS, "stream_state", "stream_step"]
     assert "density" in (exported / "README.md").read_text()
     assert (exported / "preset.json").exists() and (exported / "saved_model.pb").exists()
 
@@ -361,3 +380,92 @@ def test_bfloat16_engine_is_close_to_float32_or_says_it_cannot(exported, monkeyp
     assert warnings and "float32" in warnings[0]
     with pytest.raises(ValueError, match="precision"):
         Engine.load(str(exported), "float16")
+
+
+# ---------------------------------------------------------------------------------------------
+# The SavedModel alone streams: the stream_step signature
+
+
+def _step_blocks(backend, count: int, seed: int, bound: float, condition=None) -> list:
+    """`count` audio blocks of looping a backend's ``stream_step`` from its ``stream_state``."""
+    state, blocks = backend.stream_state(), []
+    for unit in range(count):
+        args = [np.int64(seed), np.int64(unit), np.float32(bound)]
+        args += [] if condition is None else [np.float32(condition)]
+        out = backend.stream_step(*args, state["latents"], state["carry"], state["beat_phase"])
+        state = {name: out[name] for name in state}
+        blocks.append(out["audio"].numpy())
+    return blocks
+
+
+@pytest.mark.parametrize("cond", ["none", "density", "tempo"])
+def test_stream_step_equals_the_engine_stream(cond):
+    """The whole step in one graph == the host loop, block for block, across generator blocks."""
+    preset = get_preset("tiny", cond=cond)
+    engine = Engine.from_models(preset, *_models(preset))
+    condition = None if cond == "none" else 0.3
+    stream = engine.stream(seed=5, bound=1.3, condition=condition)
+    for block in _step_blocks(engine.backend, 6, 5, 1.3, condition):
+        np.testing.assert_array_equal(block, next(stream))
+
+
+def test_stream_step_refuses_a_state_of_another_unit_and_bad_values(plain):
+    graphs, state = plain.backend, plain.backend.stream_state()
+    args = [state["latents"], state["carry"], state["beat_phase"]]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="does not belong to this unit"):
+        graphs.stream_step(np.int64(0), np.int64(1), np.float32(2.0), *args)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="non-negative"):
+        graphs.stream_step(np.int64(-1), np.int64(0), np.float32(2.0), *args)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bound"):
+        graphs.stream_step(np.int64(0), np.int64(0), np.float32(0.0), *args)
+
+
+def _readme_example(folder) -> str:
+    """The streaming script of a model folder's README, exactly as written there."""
+    section = (folder / "README.md").read_text().split(STREAM_HEADING, 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("cond", ["none", "density", "tempo"])
+def test_readme_stream_example_in_a_fresh_process_equals_the_engine(cond, tmp_path):
+    """The README's script (tensorflow, numpy, soundfile only) streams 30 s from the folder in a
+    new process: the same samples as the loaded engine and the live networks."""
+    preset = get_preset("tiny", cond=cond)
+    generator, ae = _models(preset)
+    folder = tmp_path / "model"
+    export_model(str(folder), preset, generator, ae, card={"data": "test"})
+    code = _readme_example(folder)
+    imports = [line for line in code.splitlines() if line.startswith(("import ", "from "))]
+    assert imports == ["import sys", "import numpy as np, soundfile as sf, tensorflow as tf"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", code, str(folder), "out.wav"], cwd=tmp_path,
+                            env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data, rate = sf.read(str(tmp_path / "out.wav"), dtype="float32")
+    condition = None if cond == "none" else 0.5
+    expected = Engine.load(str(folder)).generate(30.0, seed=0, bound=2.0, condition=condition)
+    assert rate == SR and data.shape == expected.shape == (30 * SR, 2)
+    np.testing.assert_array_equal(data, expected)
+    live = Engine.from_models(preset, generator, ae).generate(30.0, seed=0, condition=condition)
+    np.testing.assert_array_equal(data, live)
+
+
+def test_older_folder_keeps_its_sampler_and_says_it_has_no_stream_step(exported, tmp_path):
+    """A folder exported before the stateless sampler (no sampler in its card's layout, no
+    stream_* signatures) loads, generates with the numpy sampler, and names the fix."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(exported, old)
+    card = json.loads((old / "model_card.json").read_text())
+    layout = {k: v for k, v in card["inference_layout"].items() if k != "sampler"}
+    (old / "model_card.json").write_text(json.dumps(
+        {**card, "inference_layout": layout, "signatures": list(ENDPOINTS)}))
+    model = load_exported(str(old))
+    assert model.layout.sampler == "numpy"
+    with pytest.raises(AttributeError, match="Re-export its run"):
+        model.stream_step
+    audio = Engine(model).generate(2.0, seed=1, condition=0.4)
+    assert audio.shape == (2 * SR, 2) and np.isfinite(audio).all()
+    assert not np.array_equal(audio, Engine.load(str(exported)).generate(2.0, seed=1, condition=0.4))
