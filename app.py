@@ -5,12 +5,14 @@
   python app.py --port 7860 --share      # fixed port; public link (needs internet)
 
 Models are folders written by `python -m musika_tf export RUN checkpoints/NAME` or
-`python -m musika_tf import-reference`.
+`python -m musika_tf import-reference`. Requests are queued (one Generate at a time, a few endless
+streams beside it); the first model is loaded and warmed up in the background while the page opens.
 """
 
 import argparse
 import os
 import sys
+import threading
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +43,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    threading.Thread(target=generator.warm_up, args=(next(iter(models)),), daemon=True).start()
     build_ui(generator).launch(server_name=args.host, server_port=args.port, share=args.share)
     return 0
 

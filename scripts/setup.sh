@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One-step installation of everything musika-tf needs; safe to run again (does only what is missing).
-#   1. Debian packages (fluidsynth + a General-MIDI sound font) via apt-get, when missing and root;
+#   1. Debian packages via apt-get, when missing and root: fluidsynth + a General-MIDI sound font
+#      (the embedded piano set), ffmpeg (the app's streaming audio output), chromium (the app's
+#      browser tests, driven by Playwright with this system browser: no browser is downloaded);
 #   2. a virtual environment in .venv with the pinned Python stack (requirements.txt, the test tools
 #      of requirements-test.txt, and the
 #      weight-carrying packages of requirements-nodeps.txt without their dependencies);
@@ -10,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-DEB_PACKAGES=(fluidsynth timgm6mb-soundfont)
+DEB_PACKAGES=(fluidsynth timgm6mb-soundfont ffmpeg chromium)
 
 have_soundfont() {
   local f
@@ -21,7 +23,8 @@ have_soundfont() {
 }
 
 install_debian_packages() {
-  if command -v fluidsynth >/dev/null 2>&1 && have_soundfont; then
+  if command -v fluidsynth >/dev/null 2>&1 && have_soundfont && command -v ffmpeg >/dev/null 2>&1 \
+      && command -v chromium >/dev/null 2>&1; then
     return 0
   fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -30,7 +33,8 @@ install_debian_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${DEB_PACKAGES[@]}" >/dev/null
   else
     echo "setup: missing system packages; run as root: apt-get install ${DEB_PACKAGES[*]}" >&2
-    echo "setup: (the embedded piano data set cannot be rendered without them)" >&2
+    echo "setup: (without them the embedded piano set cannot be rendered, the app cannot stream" >&2
+    echo "setup: and its browser tests fail)" >&2
   fi
 }
 

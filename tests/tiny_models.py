@@ -1,8 +1,10 @@
-"""Tiny exported models for the app and streaming tests (random weights, CPU, seconds to make)."""
+"""Tiny exported models for the app and streaming tests (random weights, CPU, seconds to make) and a
+free localhost port to serve them on."""
 
 from __future__ import annotations
 
 import os
+import socket
 
 from musika_tf.autoencoder import Autoencoder
 from musika_tf.config import get_preset
@@ -17,3 +19,10 @@ def export_tiny(folder: str, cond: str = "none", card: dict | None = None) -> st
     generator = build_generator(preset)
     return export_model(os.fspath(folder), preset, generator, Autoencoder.build(preset),
                         card=card or {"data": "test"}, gan_models={"gen_ema": generator})
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
