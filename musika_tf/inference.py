@@ -216,6 +216,19 @@ class AudioStream:
 
     Iterate it (``next(stream)``) or call `read`. Memory is constant: at most one generator block of
     latents plus 3 carried frames are held between blocks.
+
+    Changing the condition while streaming (conditioned models)::
+
+        stream = engine.stream(seed=3, condition=0.5)   # normalised, normalise_condition(cond, x)
+        for block in stream:                            # play or write each block
+            if user_moved_slider:
+                first = stream.set_condition(0.8)       # a float or a curve from now on
+                # blocks from sample `first` on (the next one) use 0.8; earlier ones never change
+
+    A change is heard one decode unit (``block_samples``) after the audio already taken at most;
+    a player holding little audio ahead hears it soon (the app uses units of 3 s). The truncation
+    bound is fixed per stream: `generate.py --stream` writes one stream; the app starts a new
+    stream of the same seed for a new variety.
     """
 
     def __init__(self, engine: "Engine", seed: int, bound: float, condition: Condition):
@@ -365,7 +378,8 @@ class Engine:
 
     def stream(self, seed: int = 0, bound: float = DEFAULT_BOUND,
                condition: Condition = None) -> AudioStream:
-        """An endless `AudioStream`; its first N samples equal ``generate`` of N samples."""
+        """An endless `AudioStream`; its first N samples equal ``generate`` of N samples.
+        `AudioStream.set_condition` changes its condition while it plays."""
         return AudioStream(self, seed, bound, condition)
 
     def blocks(self, seconds: float, seed: int = 0, bound: float = DEFAULT_BOUND,
