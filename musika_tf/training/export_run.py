@@ -22,7 +22,7 @@ def _gan_dir(run_dir: str) -> str:
                             f"gan/{loop.CHECKPOINT_DIR}/; train it with `train.py --stage gan`")
 
 
-def _restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
+def restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
     """The GAN networks (float32) of the latest checkpoint in `gan_dir`: ``gen_ema`` and those of
     ``generator, critic, critic_rec, cond_regressor`` the checkpoint holds, the R1 switch value and the step."""
     path = tf.train.latest_checkpoint(os.path.join(gan_dir, loop.CHECKPOINT_DIR))
@@ -55,7 +55,7 @@ def export_from_run(run_dir: str, out_dir: str, autoencoder_dir: str | None = No
     root = os.path.dirname(os.path.normpath(gan_dir))
     ae_root = autoencoder_dir or autoencoder_source(root)
     preset = load_preset(gan_dir)
-    models, switch, step = _restore_gan(preset, gan_dir)
+    models, switch, step = restore_gan(preset, gan_dir)
     autoencoder = load_autoencoder(preset, ae_root)
     latents = os.path.join(root, "latents")
     data = sorted(os.listdir(latents)) if os.path.isdir(latents) else []
