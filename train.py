@@ -5,8 +5,10 @@
 
 Stages: ae1 (autoencoder level 1: phase 1 L1, then phase 2 adversarial through the iSTFT), ae2
 (level 2 on level-1 latents), gan (latent GAN; encodes the data with the run's autoencoder first,
-cached). Everything of one model lives in runs/RUN/; training resumes from the last checkpoint.
-Every preset field has a flag (see below); a run keeps the architecture it was created with.
+cached), decoders (optional: DEC2 and DEC fine-tuned end to end on frozen encoders, so GANs trained
+on the autoencoder keep working; use with --ae-from or after ae2). Everything of one model lives in
+runs/RUN/; training resumes from the last checkpoint. Every preset field has a flag (see below); a
+run keeps the architecture it was created with.
 """
 
 import argparse
@@ -19,8 +21,9 @@ from musika_tf import config
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", required=True, choices=("ae1", "ae2", "gan"),
-                        help="what to train (earlier missing stages are trained first for gan)")
+    parser.add_argument("--stage", required=True, choices=("ae1", "ae2", "gan", "decoders"),
+                        help="what to train (earlier missing stages are trained first for gan; "
+                             "decoders fine-tunes a trained autoencoder's decoders)")
     parser.add_argument("--data", default="maestro",
                         help="maestro or techno (embedded sets, built on first use), a MAESTRO root, "
                              "or any folder of audio files (default: maestro)")
@@ -32,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gan only: fine-tune from another GAN run folder or an exported model "
                              "folder such as checkpoints/piano (weights only; fresh optimisers with --lr)")
     parser.add_argument("--ae-from", default=None,
-                        help="gan only: use the trained autoencoder of another run folder or of a model "
+                        help="gan or decoders: use the trained autoencoder of another run folder or of a model "
                              "folder (checkpoints/piano, or an original checkpoint brought in with "
                              "import-reference) instead of training one; the run takes its audio and "
                              "autoencoder settings")

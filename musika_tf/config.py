@@ -105,6 +105,8 @@ class TrainConfig:
     steps: int = _f(2_000_000, "latent-GAN steps (the --stage gan default)")
     ae1_steps: int = _f(1_000_000, "autoencoder level-1 steps, both phases together (paper: 1M)")
     ae2_steps: int = _f(400_000, "autoencoder level-2 steps (paper: 400k)")
+    decoders_steps: int = _f(0, "optional stage `decoders`: steps of fine-tuning DEC2 and DEC end "
+                             "to end on frozen encoders (0: not part of `--stage gan`)")
     save_every: int = _f(10_000, "steps between checkpoints and previews")
     log_every: int = _f(20, "steps between progress-bar / TensorBoard updates")
     mixed_precision: str = _f("auto", "auto (mixed_float16 on GPU, float32 on CPU), on or off",

@@ -69,8 +69,8 @@ def _card(preset: Preset, layout: BlockLayout, signatures: list, card: dict) -> 
         "conditioning_input": None if cond == "none" else (
             f"{cond} in {CONDITION_UNITS[cond]}, normalised to [0, 1] by "
             "musika_tf.conditioning.normalise_condition, one value per latent frame; the "
-            "generate_windows signature takes musika_tf.conditioning.network_condition of it, "
-            "stream_step the normalised value itself"),
+            "generate_windows signature takes musika_tf.conditioning.network_condition of it"
+            + (", stream_step the normalised value itself" if "stream_step" in signatures else "")),
         "latent_rate_hz": preset.latent_rate,
         "window_seconds": window_seconds(preset),
         "inference_layout": layout.to_dict(),

@@ -109,3 +109,34 @@ def test_encode_and_decode_cli_use_a_run_or_its_autoencoder_source(source, tmp_p
         assert cli.main(["decode", str(out), str(tmp_path / f"{run.name}-wav"), "--run", str(run),
                          "--quiet"]) == 0
         assert len(list((tmp_path / f"{run.name}-wav").glob("*.wav"))) >= 2
+
+
+def test_decoders_stage_tunes_only_the_decoders_and_keeps_the_latents(source, tmp_path, monkeypatch):
+    """`--stage decoders --ae-from MODEL`: DEC and DEC2 move, ENC and ENC2 (the GAN's latents) do
+    not; the tuned run is a complete autoencoder for export, for a GAN and for resuming."""
+    root, audio, model = source
+    monkeypatch.chdir(root)
+    run = tmp_path / "tuned"
+    result = train("decoders", PRESET, audio, str(run), steps=2, progress=False, ae_from=model)
+    assert np.isfinite(result["decoders"]["d_total"]) and np.isfinite(result["decoders"]["latent_l1"])
+    before = ae_stages.load_autoencoder(PRESET, model)
+    after = ae_stages.load_autoencoder(config.load_preset(str(run)), str(run))
+    for name in ("enc", "enc2"):
+        for a, b in zip(before.models[name].get_weights(), after.models[name].get_weights()):
+            np.testing.assert_array_equal(a, b)
+    for name in ("dec", "dec2"):
+        moved = [not np.array_equal(a, b) for a, b in
+                 zip(before.models[name].get_weights(), after.models[name].get_weights())]
+        assert any(moved), name
+    # Resuming continues the stage (no --ae-from needed any more) and a GAN trains on it without
+    # training an autoencoder of its own.
+    result = train("decoders", PRESET, audio, str(run), steps=3, progress=False)
+    assert np.isfinite(result["decoders"]["d_total"])
+    gan = train("gan", PRESET, audio, str(run), progress=False)
+    assert set(gan) == {"gan"} and not (run / "ae1").exists()
+    # Exporting a GAN of the source with the tuned decoders carries them.
+    out = export_from_run(str(root / "runs" / "a"), str(tmp_path / "model"), autoencoder_dir=str(run))
+    exported = ae_stages.load_autoencoder(PRESET, out)
+    tuned = ae_stages.load_autoencoder(PRESET, str(run))  # step 3 now
+    for a, b in zip(tuned.decoder.get_weights(), exported.decoder.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -10,6 +10,9 @@ Stages and their run folders (``RUN/ae1/phase1``, ``RUN/ae1/phase2``, ``RUN/ae2`
 - **ae2**: ENC2 + DEC2 on the frozen ENC's latents, decoded through the frozen DEC and the iSTFT;
   losses as phase 2 plus ``lambda_rec L1(DEC2(ENC2(z)), z)`` on the first-level latents, with a
   fresh critic judging the audio decoded through both decoders.
+- **decoders** (optional, ``RUN/decoders``): DEC2 and DEC fine-tuned together on the frozen ENC and
+  ENC2, losses as ae2: the decoding path of generation, trained end to end. The latents do not
+  change, so GANs trained on the source autoencoder keep working with the tuned decoders.
 
 Batches are mono waveform crops ``[B, crop]`` with ``crop = (chunk - 1) * hop + 4 * hop`` samples,
 i.e. exactly one encoder chunk of frames; both channels of the data are used (a random one per crop).
@@ -267,6 +270,30 @@ class AE2Trainer(_AdversarialAETrainer):
         return audio_lib.stereo_istft(magnitude, phase, self.cfg).numpy()
 
 
+class DecoderTuner(AE2Trainer):
+    """Both decoders end to end on frozen encoders: ENC -> ENC2 (frozen) -> DEC2 -> DEC -> iSTFT.
+
+    This is the path every generated piece is decoded by. ENC2's latents, the GAN's training data,
+    do not change, so a GAN trained on the source autoencoder works unchanged with the tuned
+    decoders. Losses as level 2, with DEC trained as well.
+    """
+
+    name = "decoders"
+    gen_name = "decoders"
+
+    def trainable_variables_for(self, name):
+        if name == "decoders":
+            return self.ae.decoder2.trainable_variables + self.ae.decoder.trainable_variables
+        return super().trainable_variables_for(name)
+
+    def decode_crop(self, spec):
+        latent1 = unfold(self.ae.encoder(encoder_input(spec), training=False), 2)  # [B,1,chunk,D1]
+        latent1_hat = self.ae.decoder2(self.ae.encoder2(latent1, training=False), training=True)
+        magnitude, phase = self.ae.decoder(fold(latent1_hat, 2), training=True)
+        fake_wave = audio_lib.istft(magnitude, phase, self.cfg)
+        return fake_wave, {"latent_l1": losses.l1(latent1_hat, latent1)}
+
+
 # ---------------------------------------------------------------------------------------------
 # Entry points
 
@@ -275,7 +302,8 @@ def stage_dirs(run_dir: str) -> dict[str, str]:
     """Run sub-folders of each autoencoder stage."""
     return {"ae1_phase1": os.path.join(run_dir, "ae1", "phase1"),
             "ae1_phase2": os.path.join(run_dir, "ae1", "phase2"),
-            "ae2": os.path.join(run_dir, "ae2")}
+            "ae2": os.path.join(run_dir, "ae2"),
+            "decoders": os.path.join(run_dir, "decoders")}
 
 
 def train_ae1(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int | None = None,
@@ -314,11 +342,32 @@ def train_ae2(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int
                     progress=progress)
 
 
+def train_decoders(preset: Preset, run_dir: str, files: list[CachedAudio], source: str,
+                   steps: int | None = None, resume: bool = True, progress: bool = True,
+                   preview_files=None) -> dict:
+    """Fine-tune the decoders of the trained autoencoder in `source` (a run or model folder; the
+    run itself when it trained its own) on frozen encoders; the result lives in ``RUN/decoders``."""
+    trainer = DecoderTuner(preset, stage_dirs(run_dir)["decoders"], files, preview_files)
+    if not (resume and _has_checkpoint(stage_dirs(run_dir)["decoders"])):
+        start = load_autoencoder(preset, source)
+        for name, model in trainer.ae.models.items():
+            model.set_weights(start.models[name].get_weights())
+    return loop.fit(trainer, preset.train.decoders_steps if steps is None else steps,
+                    resume=resume, progress=progress)
+
+
+def _has_checkpoint(folder: str) -> bool:
+    return bool(tf.train.latest_checkpoint(os.path.join(folder, loop.CHECKPOINT_DIR)))
+
+
 def load_trained_autoencoder(preset: Preset, run_dir: str) -> Autoencoder:
-    """The four networks of a run: level 2 from ``ae2``, level 1 from ae2's copy (or ae1)."""
+    """The four networks of a run: all from ``decoders`` when the decoders were fine-tuned, else
+    level 2 from ``ae2`` and level 1 from ae2's copy (or ae1)."""
     ae = Autoencoder.build(preset)
     dirs = stage_dirs(run_dir)
-    if tf.train.latest_checkpoint(os.path.join(dirs["ae2"], loop.CHECKPOINT_DIR)):
+    if _has_checkpoint(dirs["decoders"]):
+        restore_models(dirs["decoders"], **ae.models)
+    elif _has_checkpoint(dirs["ae2"]):
         restore_models(dirs["ae2"], **ae.models)
     else:
         restore_models(level1_dir(run_dir), enc=ae.encoder, dec=ae.decoder)
@@ -358,10 +407,11 @@ def check_autoencoder_source(source: str) -> None:
     """Raise FileNotFoundError unless `source` holds a complete trained autoencoder."""
     if _is_model_folder(source):
         return
-    if not tf.train.latest_checkpoint(os.path.join(stage_dirs(source)["ae2"], loop.CHECKPOINT_DIR)):
+    dirs = stage_dirs(source)
+    if not (_has_checkpoint(dirs["ae2"]) or _has_checkpoint(dirs["decoders"])):
         raise FileNotFoundError(
             f"{source}: no trained autoencoder; expected a run folder with a level-2 checkpoint "
-            f"(ae2/{loop.CHECKPOINT_DIR}/) or a model folder with weights/enc|dec|enc2|dec2.weights.h5 "
+            f"(ae2/{loop.CHECKPOINT_DIR}/ or decoders/{loop.CHECKPOINT_DIR}/) or a model folder with weights/enc|dec|enc2|dec2.weights.h5 "
             "(written by `python -m musika_tf export` or `import-reference`)")
 
 
@@ -380,7 +430,9 @@ def load_autoencoder(preset: Preset, source: str) -> Autoencoder:
 def autoencoder_identity(source: str) -> str:
     """A string that changes whenever the autoencoder of `source` changes (for latent caches)."""
     if not _is_model_folder(source):
-        return str(tf.train.latest_checkpoint(os.path.join(stage_dirs(source)["ae2"], loop.CHECKPOINT_DIR)))
+        dirs = stage_dirs(source)
+        stage = dirs["decoders"] if _has_checkpoint(dirs["decoders"]) else dirs["ae2"]
+        return str(tf.train.latest_checkpoint(os.path.join(stage, loop.CHECKPOINT_DIR)))
     from ..export import weights_path
 
     digest = hashlib.sha1()

@@ -6,6 +6,7 @@ A run folder ``runs/NAME/`` holds everything of one model family:
 runs/NAME/preset.json          the run's configuration (architecture fixed once written)
 runs/NAME/ae1/phase1|phase2/   autoencoder level 1 (checkpoints, logs, previews)
 runs/NAME/ae2/                 autoencoder level 2
+runs/NAME/decoders/            optional: both decoders fine-tuned end to end (`--stage decoders`)
 runs/NAME/latents/DATA/        latent store of data set DATA (re-encoded when stale)
 runs/NAME/gan/                 latent GAN
 ```
@@ -31,7 +32,7 @@ from ..data.audio_cache import build_audio_cache
 from . import ae as ae_stages
 from . import loop
 
-STAGES = ("ae1", "ae2", "gan")
+STAGES = ("ae1", "ae2", "gan", "decoders")
 RUNS_DIR = "runs"
 
 
@@ -86,12 +87,15 @@ def cached_audio(preset: Preset, data: str, progress: bool = True):
 
 
 def ae_complete(run_dir: str, preset: Preset) -> dict[str, bool]:
-    """Whether each autoencoder stage of the run has reached its step count."""
+    """Whether each autoencoder stage of the run has reached its step count (both, once the run has
+    fine-tuned decoders: that stage starts from a complete autoencoder)."""
     def step_of(folder):
         path = tf.train.latest_checkpoint(os.path.join(folder, loop.CHECKPOINT_DIR))
         return int(path.rsplit("-", 1)[1]) if path else 0
 
     dirs = ae_stages.stage_dirs(run_dir)
+    if step_of(dirs["decoders"]):
+        return {"ae1": True, "ae2": True}
     phase2_steps = preset.train.ae1_steps - min(preset.train.phase1_steps, preset.train.ae1_steps)
     ae1_done = step_of(dirs["ae1_phase1"]) >= min(preset.train.phase1_steps, preset.train.ae1_steps) and (
         phase2_steps <= 0 or step_of(dirs["ae1_phase2"]) >= phase2_steps)
@@ -148,9 +152,11 @@ def train(stage: str, preset: Preset, data: str, run_dir: str, steps: int | None
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
-    if ae_from is not None and stage != "gan":
-        raise ValueError(f"--ae-from gives a trained autoencoder, so it goes with --stage gan "
-                         f"(got --stage {stage})")
+    if ae_from is not None and stage not in ("gan", "decoders"):
+        raise ValueError(f"--ae-from gives a trained autoencoder, so it goes with --stage gan or "
+                         f"decoders (got --stage {stage})")
+    if stage == "decoders":
+        return {"decoders": _train_decoders(preset, run_dir, data, ae_from, steps, resume, progress)}
     ae_source = ae_from or ae_stages.autoencoder_source(run_dir)
     if not _same_folder(ae_source, run_dir):
         if stage != "gan":
@@ -184,6 +190,18 @@ def train(stage: str, preset: Preset, data: str, run_dir: str, steps: int | None
         results["gan"] = _train_gan(preset, run_dir, data, run_dir, steps, resume, progress,
                                     init_from, lr)
     return results
+
+
+def _train_decoders(preset: Preset, run_dir: str, data: str, ae_from: str | None, steps, resume,
+                    progress) -> dict:
+    """Fine-tune the decoders of `ae_from` (else of the run's own trained autoencoder) in the run."""
+    source = ae_from or ae_stages.autoencoder_source(run_dir)
+    ae_stages.check_autoencoder_source(source)
+    if not _same_folder(source, run_dir):
+        preset = with_autoencoder_of(preset, source)
+    preset = run_preset(run_dir, preset)
+    files, preview = cached_audio(preset, data, progress)
+    return ae_stages.train_decoders(preset, run_dir, files, source, steps, resume, progress, preview)
 
 
 def _train_gan(preset: Preset, run_dir: str, data: str, ae_source: str, steps, resume, progress,
