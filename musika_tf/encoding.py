@@ -66,10 +66,6 @@ def chunk_starts(length: int, chunk: int) -> list[int]:
     return starts
 
 
-def _slice_conditions(conditions: dict, start: int, stop: int) -> dict:
-    return {k: v[start:stop] if np.ndim(v) else v for k, v in conditions.items()}
-
-
 def encode_dataset(ae: Autoencoder, items: list[AudioItem], out_dir: str, mode: str = "chunks",
                    fingerprint: str = "", progress: bool = True,
                    summary: LoadSummary | None = None) -> LoadSummary:
@@ -96,9 +92,8 @@ def encode_dataset(ae: Autoencoder, items: list[AudioItem], out_dir: str, mode: 
             continue
         span = len(latents) if mode == "whole" else preset.gan.max_lat_len
         for start in chunk_starts(len(latents), span):
-            stop = start + span
-            writer.add(latents[start:stop], item.path, item.split, start, start * spl / rate,
-                       **_slice_conditions(conditions, start, stop))
+            writer.add(latents[start:start + span], item.path, item.split, start, start * spl / rate,
+                       **store.window(conditions, start, span))
         bar.update(1)
     bar.update(len(items) - bar.n)
     bar.close()
@@ -114,8 +109,8 @@ def decode_store(ae: Autoencoder, latents_dir: str, out_dir: str, seed: int | No
     os.makedirs(out_dir, exist_ok=True)
     if os.path.exists(os.path.join(latents_dir, store.INDEX)):
         index = store.read_index(latents_dir)
-        jobs = [(os.path.splitext(e["file"])[0], lambda e=e: store.load_entry(latents_dir, e)["latents"])
-                for e in index["entries"]]
+        maps = store.open_arrays(latents_dir, index)
+        jobs = [(e["name"], lambda e=e: store.entry_arrays(maps, e)["latents"]) for e in index["entries"]]
     else:
         names = sorted(n for n in os.listdir(latents_dir) if n.endswith(".npy"))
         if not names:

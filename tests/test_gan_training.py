@@ -95,6 +95,48 @@ def test_crops_are_windows_of_the_stored_arrays_with_aligned_conditions(tmp_path
         G.LatentCrops([{"latents": entries[1]["latents"]}], latlen, "density")
 
 
+# (entry, start) of the 12 crops that `LatentCrops.sample(4, default_rng(2024))` x 3 drew from
+# `_coded_store` with the eager (read-all-into-RAM) implementation, before stores were memory-mapped.
+EAGER_CROPS = [(5, 118), (3, 172), (3, 13), (5, 18), (0, 33), (0, 42), (3, 138), (0, 45), (0, 4),
+               (3, 168), (0, 46), (3, 138)]
+
+
+def _coded_store(folder) -> str:
+    """A store whose latent ``[t, 0]`` of entry i is ``1000 i + t`` (entry 1 is too short for
+    latlen 128, entry 4 is validation), with density and tempo conditions."""
+    writer = LatentWriter(str(folder), "chunks", "test", TINY.to_dict())
+    for i, n in enumerate([200, 100, 128, 300, 129, 256]):
+        latents = np.zeros((n, TINY.stereo_latent_dim), np.float32)
+        latents[:, 0] = 1000 * i + np.arange(n)
+        writer.add(latents, f"s{i}.wav", split="validation" if i == 4 else "train",
+                   density=np.arange(n, dtype=np.float32) / n, tempo=np.float32(0.1 * i),
+                   beat_phase=np.mod(np.arange(n) * 0.3, 1.0).astype(np.float32))
+    return writer.close()
+
+
+@pytest.mark.parametrize("cond", ["none", "density", "tempo"])
+def test_store_crops_are_memory_mapped_and_drawn_as_before(tmp_path, cond):
+    from musika_tf.data.latents import load_all
+
+    folder = _coded_store(tmp_path / "store")
+    preset = TINY.with_overrides(cond=cond)
+    lazy = G.LatentCrops.from_store(folder, preset)
+    assert len(lazy.latents) == 4 and all(isinstance(x, np.memmap) for x in lazy.latents)
+    eager = G.LatentCrops(load_all(folder, "train"), preset.gan.latlen, cond)
+    assert not any(isinstance(x, np.memmap) for x in eager.latents)
+    rng_lazy, rng_eager, drawn = np.random.default_rng(2024), np.random.default_rng(2024), []
+    for _ in range(3):
+        (real, curve), (real_e, curve_e) = lazy.sample(4, rng_lazy), eager.sample(4, rng_eager)
+        assert type(real) is np.ndarray and real.dtype == np.float32
+        np.testing.assert_array_equal(real, real_e)
+        if cond == "none":
+            assert curve is None and curve_e is None
+        else:
+            np.testing.assert_array_equal(curve, curve_e)
+        drawn += [(int(x // 1000), int(x % 1000)) for x in real[:, 0, 0]]
+    assert drawn == EAGER_CROPS
+
+
 def test_batches_are_seeded_and_v44_swaps_channels(store):
     crops = G.LatentCrops.from_store(store, TINY)
     a, b = G.make_batch(TINY, crops, 7), G.make_batch(TINY, crops, 7)

@@ -38,7 +38,7 @@ import tensorflow as tf
 from musika_tf import conditioning, coordinates, gan, losses
 from musika_tf.audio import save_audio, save_spectrogram_png
 from musika_tf.config import Preset
-from musika_tf.data.latents import load_all
+from musika_tf.data.latents import mapped_entries, window
 from musika_tf.layers import dtype_policy, reseed_noise
 from musika_tf.training import loop
 
@@ -78,7 +78,9 @@ class LatentCrops:
     """Uniformly placed ``latlen`` crops of stored latents ``[T, 2D]`` and their network conditions.
 
     Arrays shorter than ``latlen`` are skipped. Every possible window is equally likely (an array is
-    picked with probability proportional to its number of crop positions).
+    picked with probability proportional to its number of crop positions). The arrays are kept as
+    given, not copied: from a store (`from_store`) they are memory-mapped views, so memory does not
+    grow with the data set; the network condition is computed per crop (it is frame-wise).
     """
 
     def __init__(self, entries: list, latlen: int, cond: str = "none"):
@@ -86,22 +88,29 @@ class LatentCrops:
         if not kept:
             raise ValueError(f"no stored latent array is at least latlen={latlen} latents long")
         self.latlen, self.cond = latlen, cond
-        self.latents = [np.asarray(e["latents"], np.float32) for e in kept]
-        self.curves = [stored_condition(e, cond) for e in kept] if cond != "none" else None
+        self.entries = kept
+        self.latents = [e["latents"] for e in kept]
+        if cond != "none":
+            for entry in kept:  # fail now, not at the first batch that picks the entry
+                stored_condition(window(entry, 0, 1), cond)
         counts = np.array([len(x) - latlen + 1 for x in self.latents], np.float64)
         self.weights = counts / counts.sum()
 
     @classmethod
     def from_store(cls, folder: str, preset: Preset, split: str = "train") -> "LatentCrops":
-        """Crops of every `split` entry of the latent store in `folder`."""
-        return cls(load_all(folder, split), preset.gan.latlen, preset.gan.cond)
+        """Crops of every `split` entry of the latent store in `folder` (memory-mapped)."""
+        return cls(mapped_entries(folder, split), preset.gan.latlen, preset.gan.cond)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> tuple:
         """``(latents [B, latlen, 2D] float32, conditions [B, latlen, K] float32 or None)``."""
         picks = rng.choice(len(self.latents), size=batch_size, p=self.weights)
         starts = [rng.integers(len(self.latents[i]) - self.latlen + 1) for i in picks]
-        crop = lambda arrays: np.stack([arrays[i][s:s + self.latlen] for i, s in zip(picks, starts)])
-        return crop(self.latents), (crop(self.curves) if self.curves is not None else None)
+        real = np.stack([np.asarray(self.latents[i][s:s + self.latlen], np.float32)
+                         for i, s in zip(picks, starts)])
+        if self.cond == "none":
+            return real, None
+        return real, np.stack([stored_condition(window(self.entries[i], s, self.latlen), self.cond)
+                               for i, s in zip(picks, starts)])
 
 
 def swap_channels(latents: np.ndarray) -> np.ndarray:
