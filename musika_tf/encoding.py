@@ -2,7 +2,9 @@
 
 - `encode_audio`: stereo ``[samples, 2]`` -> latents ``[T, 2 * latent_dim]`` ([left || right]) with
   ``T = ceil(samples / samples_per_latent)``: the end is zero-padded to whole latents, so no audio is
-  dropped (the reference truncates or pads by the wrong amount, its section 9 items 19-20).
+  dropped (the reference truncates or pads by the wrong amount, its section 9 items 19-20). The
+  spectrogram is built span by span of ``preset.train.encode_chunks`` encoder chunks (a 30-minute
+  piece at 44.1 kHz would need ~1.3 GB whole), with the same latents.
 - `decode_latents`: latents ``[T, 2D]`` -> stereo ``[(T*fpl - 1)*hop + 4*hop, 2]`` in [-1, 1].
 - `encode_dataset`: a data set -> latent store (`data.latents`), in ``chunks`` mode (arrays of
   ``max_lat_len`` latents for GAN training: consecutive chunks plus one aligned to the end of the
@@ -19,7 +21,7 @@ from tqdm import tqdm
 
 from . import audio as audio_lib
 from . import conditioning
-from .autoencoder import Autoencoder, split_stereo_latents, stereo_latents
+from .autoencoder import Autoencoder, latents_per_chunk, split_stereo_latents, stereo_latents
 from .config import Preset
 from .data import latents as store
 from .data.datasets import AudioItem, LoadSummary, iter_audio, skip_loaded
@@ -34,12 +36,41 @@ def padded_length(num_samples: int, preset: Preset) -> int:
 
 
 def encode_audio(ae: Autoencoder, audio: np.ndarray) -> np.ndarray:
-    """Stereo ``[samples, 2]`` -> stereo latents ``[ceil(samples / samples_per_latent), 2D]``."""
+    """Stereo ``[samples, 2]`` -> stereo latents ``[ceil(samples / samples_per_latent), 2D]``.
+
+    Encoded span by span (`encode_spans`), so the spectrogram in memory covers at most
+    ``preset.train.encode_chunks`` encoder chunks whatever the length of `audio`.
+    """
     preset = ae.preset
-    audio = np.asarray(audio, np.float32)
-    pad = padded_length(len(audio), preset) - len(audio)
-    audio = np.pad(audio, [(0, max(pad, 0)), (0, 0)])
-    spec = audio_lib.stereo_log_magnitude(audio, preset.audio).numpy()
+    total = max(1, -(-len(audio) // preset.samples_per_latent))
+    return np.concatenate([encode_span(ae, audio, first, count)
+                           for first, count in encode_spans(total, span_latents(preset))])
+
+
+def span_latents(preset: Preset) -> int:
+    """Latents per encoding span: ``encode_chunks`` whole encoder chunks (>= one chunk)."""
+    return max(1, preset.train.encode_chunks) * latents_per_chunk(preset)
+
+
+def encode_spans(total: int, span: int) -> list[tuple[int, int]]:
+    """``(first latent, latent count)`` of consecutive spans of `span` latents covering `total`."""
+    return [(first, min(span, total - first)) for first in range(0, total, span)]
+
+
+def encode_span(ae: Autoencoder, audio: np.ndarray, first: int, count: int) -> np.ndarray:
+    """Latents ``[count, 2D]`` number `first`.. of `audio` ``[samples, 2]`` (zero past its end).
+
+    Latent ``first`` starts at STFT frame ``first * fpl``, i.e. at sample ``first * samples_per_latent``;
+    ``count * fpl`` frames need ``(count * fpl + 3) * hop`` samples from there. With `first` a
+    multiple of the latents per encoder chunk, every chunk the encoder sees is the whole-file one,
+    so spans give the whole-file latents (up to float rounding).
+    """
+    preset = ae.preset
+    start = first * preset.samples_per_latent
+    need = audio_lib.num_samples(count * preset.ae.frames_per_latent, preset.audio.hop)
+    piece = np.asarray(audio[start:start + need], np.float32)
+    piece = np.pad(piece, [(0, need - len(piece)), (0, 0)])
+    spec = audio_lib.stereo_log_magnitude(piece, preset.audio).numpy()
     return stereo_latents(ae.encode_frames(spec))
 
 

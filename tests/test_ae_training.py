@@ -178,6 +178,26 @@ def test_silent_files_under_conditioning_are_skipped_or_zero_not_fatal(tmp_path)
     assert store.load_entry(str(tmp_path / "d"), silent)["density"].max() == 0.0
 
 
+def test_encoding_span_by_span_gives_the_whole_file_latents_in_bounded_spectrograms(monkeypatch):
+    spans = PRESET.with_overrides(encode_chunks=2)  # 2 chunks x 8 latents per span
+    model = Autoencoder.build(spans)
+    whole = Autoencoder(PRESET.with_overrides(encode_chunks=1000), model.encoder, model.decoder,
+                        model.encoder2, model.decoder2)
+    audio = _music(10.0)  # 54 latents: 3 whole spans of 16 and one of 6
+    seen, spectrogram = [], encoding.audio_lib.stereo_log_magnitude
+    monkeypatch.setattr(encoding.audio_lib, "stereo_log_magnitude",
+                        lambda wave, cfg: seen.append(len(wave)) or spectrogram(wave, cfg))
+    by_span = encoding.encode_audio(model, audio)
+    span_samples = (16 * PRESET.ae.frames_per_latent + 3) * PRESET.audio.hop
+    assert seen == [span_samples] * 3 + [(6 * PRESET.ae.frames_per_latent + 3) * PRESET.audio.hop]
+    seen.clear()
+    reference = encoding.encode_audio(whole, audio)
+    assert seen == [encoding.padded_length(len(audio), PRESET)]
+    assert by_span.shape == reference.shape == (54, PRESET.stereo_latent_dim)
+    np.testing.assert_allclose(by_span, reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
+    assert not np.allclose(by_span[:16], by_span[16:32])  # spans are not one repeated piece
+
+
 @pytest.mark.parametrize("mode", ["chunks", "whole"])
 def test_encode_dataset_writes_a_store_with_metadata(tmp_path, mode):
     preset = PRESET.with_overrides(max_lat_len=16, cond="density")
