@@ -121,6 +121,11 @@ class TrainConfig:
                              "FFT sizes of the multi-scale spectral distance (hop = size/4)")
     spec_critic_widths: tuple = _f((64, 128, 256, 256, 512),
                                    "AE spectrogram critic: channels of its stride-2 2-D conv stages")
+    audio_cache_gb: float = _f(
+        20.0, "disk budget in GB of the decoded-audio cache (cache/audio/RATE/) of AE training: "
+              "integer-PCM WAV/FLAC/AIFF sources at the preset's sample rate are read in place "
+              "(no copy), other files are decoded there, and training stops with a message when "
+              "they would not fit")
     encode_chunks: int = _f(64, "encoder chunks (chunk_frames STFT frames each) encoded at a time: "
                                 "bounds the memory of encoding (64: ~48 s of audio at musika44 "
                                 "sizes); the latents are the same for any value")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -85,6 +87,75 @@ def test_crop_order_resumes_where_it_stopped(files):
     tail = random_crops(files, size, seed=5, start=4)
     for expected in first[4:]:
         np.testing.assert_array_equal(next(tail), expected)
+
+
+def test_sources_at_the_preset_rate_are_read_in_place_others_decoded_once(tmp_path):
+    from musika_tf.data.audio_cache import random_crops, read_cached
+
+    music = _music(3.0)
+    sf.write(tmp_path / "pcm16.wav", music, RATE, subtype="PCM_16")
+    sf.write(tmp_path / "pcm24.flac", music, RATE, subtype="PCM_24")
+    sf.write(tmp_path / "float.wav", music, RATE, subtype="FLOAT")  # peak unknown: decoded
+    sf.write(tmp_path / "other_rate.wav", music[::2], RATE // 2)  # needs resampling: decoded
+    sf.write(tmp_path / "short.wav", music[:1000], RATE)
+    items, cache = datasets.read_folder(str(tmp_path)), tmp_path / "cache"
+    summary = datasets.LoadSummary()
+    files = build_audio_cache(items, str(cache), RATE, ae.crop_samples(PRESET), False, summary)
+    by_name = {os.path.basename(f.item.path): f for f in files}
+    assert sorted(by_name) == ["float.wav", "other_rate.wav", "pcm16.wav", "pcm24.flac"]
+    assert [p for p, _ in summary.skipped] == [str(tmp_path / "short.wav")]
+    assert by_name["pcm16.wav"].in_place and by_name["pcm24.flac"].in_place
+    assert by_name["pcm16.wav"].path == str(tmp_path / "pcm16.wav")
+    assert not by_name["float.wav"].in_place and not by_name["other_rate.wav"].in_place
+    assert len(list(cache.glob("*.npy"))) == 2
+    source, _ = sf.read(tmp_path / "pcm16.wav", dtype="float32")
+    np.testing.assert_array_equal(read_cached(by_name["pcm16.wav"], 1000, 500), source[1000:1500])
+    crop = next(random_crops([by_name["pcm24.flac"]], 4000, seed=1, mono=False))
+    rng = np.random.default_rng([1, 0])  # crop 0's draws: the file, then the offset
+    rng.choice(1, p=[1.0])
+    offset = int(rng.integers(0, len(source) - 4000 + 1))
+    np.testing.assert_allclose(crop, source[offset:offset + 4000], atol=1e-4)  # 24-bit of 16-bit
+
+
+def test_audio_cache_budget_stops_before_decoding_and_names_the_fix(tmp_path):
+    from musika_tf.data.audio_cache import CacheBudgetError, decoded_bytes
+
+    music = _music(3.0)
+    sf.write(tmp_path / "in_place.wav", music, RATE)
+    sf.write(tmp_path / "other_rate.wav", music[::2], RATE // 2)
+    items, cache = datasets.read_folder(str(tmp_path)), tmp_path / "cache"
+    need = decoded_bytes(items[1], RATE)
+    assert need == len(music) // 2 * 2 * 4  # 1.5 s of int16 stereo at RATE
+    with pytest.raises(CacheBudgetError, match="--audio-cache-gb") as error:
+        build_audio_cache(items, str(cache), RATE, progress=False, budget_bytes=need - 1)
+    assert "other_rate.wav" in str(error.value) and "read in place" in str(error.value)
+    assert not list(cache.glob("*.npy"))  # nothing written
+    in_place = build_audio_cache(items[:1], str(cache), RATE, progress=False, budget_bytes=0)
+    assert [f.in_place for f in in_place] == [True]  # sources read in place cost no budget
+    files = build_audio_cache(items, str(cache), RATE, progress=False, budget_bytes=need)
+    assert len(files) == 2 and len(list(cache.glob("*.npy"))) == 1
+    (tmp_path / "copy.wav").write_bytes((tmp_path / "other_rate.wav").read_bytes())
+    with pytest.raises(CacheBudgetError):  # what the cache holds counts against the budget
+        build_audio_cache([datasets.AudioItem(str(tmp_path / "copy.wav"))], str(cache), RATE,
+                          progress=False, budget_bytes=need)
+
+
+def test_previews_decode_one_held_out_file(tmp_path, monkeypatch):
+    from musika_tf.training import run
+
+    music = _music(3.0)
+    rows = []
+    for i, split in enumerate(["train", "train", "validation", "validation", "test"]):
+        seconds = 2.0 + i * 0.2
+        sf.write(tmp_path / f"f{i}.wav", music[: int(seconds * RATE) // 2 * 2][::2], RATE // 2)
+        rows.append(f"Comp,Title {i},{split},f{i}.wav,{seconds}")
+    (tmp_path / "maestro-v3.0.0.csv").write_text(
+        "canonical_composer,canonical_title,split,audio_filename,duration\n" + "\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    files, preview = run.cached_audio(PRESET, str(tmp_path), progress=False)
+    assert sorted(os.path.basename(f.item.path) for f in files) == ["f0.wav", "f1.wav"]
+    assert [os.path.basename(f.item.path) for f in preview] == ["f4.wav"]  # the longest held out
+    assert len(list((tmp_path / "cache" / "audio" / str(RATE)).glob("*.npy"))) == 3
 
 
 @pytest.mark.parametrize("stage", [ae.AE1Phase1Trainer, ae.AE1Phase2Trainer])

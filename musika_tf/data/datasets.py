@@ -174,12 +174,10 @@ def iter_audio(items: list[AudioItem], sample_rate: int, min_length: int = 0,
         try:
             audio = audio_lib.load_audio(item.path, sample_rate)
         except audio_lib.AudioLoadError as error:
-            _skip(summary, warn, item.path, "unreadable: " + _without_path(error, item.path))
+            skip_item(summary, warn, item.path, "unreadable: " + _without_path(error, item.path))
             continue
         if len(audio) < max(min_length, 1):
-            seconds = len(audio) / sample_rate
-            _skip(summary, warn, item.path,
-                  f"too short: {seconds:.2f} s < {min_length / sample_rate:.2f} s needed")
+            skip_item(summary, warn, item.path, too_short(len(audio), min_length, sample_rate))
             continue
         summary.loaded += 1
         summary.seconds += len(audio) / sample_rate
@@ -190,10 +188,16 @@ def skip_loaded(summary: LoadSummary, warn, path: str, seconds: float, reason: s
     """Count a file `iter_audio` loaded as skipped after all (a later step found it unusable)."""
     summary.loaded -= 1
     summary.seconds -= seconds
-    _skip(summary, warn, path, reason)
+    skip_item(summary, warn, path, reason)
 
 
-def _skip(summary: LoadSummary, warn, path: str, reason: str) -> None:
+def too_short(samples: int, min_length: int, sample_rate: int) -> str:
+    """The skip reason of a file of `samples` samples when `min_length` are needed."""
+    return f"too short: {samples / sample_rate:.2f} s < {min_length / sample_rate:.2f} s needed"
+
+
+def skip_item(summary: LoadSummary, warn, path: str, reason: str) -> None:
+    """Record `path` as skipped for `reason` in `summary` and warn with one line."""
     summary.skipped.append((path, reason))
     warn(f"warning: skipping {path}: {reason}")
 

@@ -70,20 +70,30 @@ def data_name(spec: str) -> str:
 
 
 def cached_audio(preset: Preset, data: str, progress: bool = True):
-    """Decoded-audio cache of the data set's training split (all files if it has no splits), and
-    a held-out file list for previews (validation split if any)."""
+    """Training files of the data set's training split (all files if it has no splits), read in
+    place or decoded into the bounded cache (`build_audio_cache`, budget
+    ``preset.train.audio_cache_gb``), and the held-out file for previews: the longest listed
+    file of the other splits (only it is decoded), else the training files."""
     items = datasets.read_dataset(data)
     train = [i for i in items if i.split == "train"] or items
     held_out = [i for i in items if i.split != "train"]
-    cache_dir = os.path.join("cache", "audio", str(preset.audio.sample_rate))
+    rate = preset.audio.sample_rate
+    cache_dir = os.path.join("cache", "audio", str(rate))
+    budget = preset.train.audio_cache_gb * 1e9
     summary = datasets.LoadSummary()
     min_len = ae_stages.crop_samples(preset)
-    files = build_audio_cache(train, cache_dir, preset.audio.sample_rate, min_len, progress, summary)
-    preview = build_audio_cache(held_out, cache_dir, preset.audio.sample_rate, min_len, False) or files
+    files = build_audio_cache(train, cache_dir, rate, min_len, progress, summary, budget)
     tqdm.write(f"data {data}: {summary.line()}")
     if not files:
         raise ValueError(f"{data}: no usable audio for training ({summary.line()})")
-    return files, preview
+    preview = build_audio_cache(preview_items(held_out), cache_dir, rate, min_len, False,
+                                budget_bytes=budget)
+    return files, preview or files
+
+
+def preview_items(held_out: list) -> list:
+    """The one held-out item previews use: the longest by listed duration (first if none listed)."""
+    return [max(held_out, key=lambda item: item.duration or 0.0)] if held_out else []
 
 
 def ae_complete(run_dir: str, preset: Preset) -> dict[str, bool]:
