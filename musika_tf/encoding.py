@@ -5,6 +5,9 @@
   dropped (the reference truncates or pads by the wrong amount, its section 9 items 19-20). The
   spectrogram is built span by span of ``preset.train.encode_chunks`` encoder chunks (a 30-minute
   piece at 44.1 kHz would need ~1.3 GB whole), with the same latents.
+- `encode_dataset` reads integer-PCM sources at the preset rate span by span from the file when no
+  condition needs the whole signal (``cond == 'none'``): memory is then bounded whatever the length
+  of a file; other files are decoded whole first (8 bytes per stereo sample).
 - `decode_latents`: latents ``[T, 2D]`` -> stereo ``[(T*fpl - 1)*hop + 4*hop, 2]`` in [-1, 1].
 - `encode_dataset`: a data set -> latent store (`data.latents`), in ``chunks`` mode (arrays of
   ``max_lat_len`` latents for GAN training: consecutive chunks plus one aligned to the end of the
@@ -15,6 +18,7 @@
 from __future__ import annotations
 
 import os
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -24,7 +28,8 @@ from . import conditioning
 from .autoencoder import Autoencoder, latents_per_chunk, split_stereo_latents, stereo_latents
 from .config import Preset
 from .data import latents as store
-from .data.datasets import AudioItem, LoadSummary, iter_audio, skip_loaded
+from .data.audio_cache import CachedAudio, in_place_samples, read_cached
+from .data.datasets import AudioItem, LoadSummary, iter_audio, skip_item, skip_loaded, too_short
 
 MODES = ("chunks", "whole")
 
@@ -36,15 +41,23 @@ def padded_length(num_samples: int, preset: Preset) -> int:
 
 
 def encode_audio(ae: Autoencoder, audio: np.ndarray) -> np.ndarray:
-    """Stereo ``[samples, 2]`` -> stereo latents ``[ceil(samples / samples_per_latent), 2D]``.
+    """Stereo ``[samples, 2]`` -> stereo latents ``[ceil(samples / samples_per_latent), 2D]``."""
+    return encode_reader(ae, lambda start, length: audio[start:start + length], len(audio))
 
-    Encoded span by span (`encode_spans`), so the spectrogram in memory covers at most
-    ``preset.train.encode_chunks`` encoder chunks whatever the length of `audio`.
+
+def encode_reader(ae: Autoencoder, read: Callable[[int, int], np.ndarray], samples: int) -> np.ndarray:
+    """Latents ``[ceil(samples / samples_per_latent), 2D]`` of a stereo signal of `samples` samples
+    that ``read(start, length)`` returns piece by piece (float32 ``[<= length, 2]``, short at the end).
+
+    Encoded span by span (`encode_spans`): the audio and spectrogram in memory cover at most
+    ``preset.train.encode_chunks`` encoder chunks, whatever the length of the signal.
     """
     preset = ae.preset
-    total = max(1, -(-len(audio) // preset.samples_per_latent))
-    return np.concatenate([encode_span(ae, audio, first, count)
-                           for first, count in encode_spans(total, span_latents(preset))])
+    spl, fpl = preset.samples_per_latent, preset.ae.frames_per_latent
+    total = max(1, -(-samples // spl))
+    return np.concatenate([
+        encode_span(ae, read(first * spl, audio_lib.num_samples(count * fpl, preset.audio.hop)), count)
+        for first, count in encode_spans(total, span_latents(preset))])
 
 
 def span_latents(preset: Preset) -> int:
@@ -57,18 +70,16 @@ def encode_spans(total: int, span: int) -> list[tuple[int, int]]:
     return [(first, min(span, total - first)) for first in range(0, total, span)]
 
 
-def encode_span(ae: Autoencoder, audio: np.ndarray, first: int, count: int) -> np.ndarray:
-    """Latents ``[count, 2D]`` number `first`.. of `audio` ``[samples, 2]`` (zero past its end).
+def encode_span(ae: Autoencoder, piece: np.ndarray, count: int) -> np.ndarray:
+    """Latents ``[count, 2D]`` of the stereo `piece` ``[<= (count * fpl + 3) * hop, 2]`` that starts
+    at a latent boundary (zero-padded to that length: ``count * fpl`` STFT frames).
 
-    Latent ``first`` starts at STFT frame ``first * fpl``, i.e. at sample ``first * samples_per_latent``;
-    ``count * fpl`` frames need ``(count * fpl + 3) * hop`` samples from there. With `first` a
-    multiple of the latents per encoder chunk, every chunk the encoder sees is the whole-file one,
-    so spans give the whole-file latents (up to float rounding).
+    Spans start at multiples of the latents per encoder chunk, so every chunk the encoder sees is
+    the whole-file one, and spans give the whole-file latents (up to float rounding).
     """
     preset = ae.preset
-    start = first * preset.samples_per_latent
     need = audio_lib.num_samples(count * preset.ae.frames_per_latent, preset.audio.hop)
-    piece = np.asarray(audio[start:start + need], np.float32)
+    piece = np.asarray(piece, np.float32)
     piece = np.pad(piece, [(0, need - len(piece)), (0, 0)])
     spec = audio_lib.stereo_log_magnitude(piece, preset.audio).numpy()
     return stereo_latents(ae.encode_frames(spec))
@@ -113,8 +124,9 @@ def encode_dataset(ae: Autoencoder, items: list[AudioItem], out_dir: str, mode: 
     writer = store.LatentWriter(out_dir, mode, fingerprint, preset.to_dict())
     rate, spl = preset.audio.sample_rate, preset.samples_per_latent
     bar = tqdm(total=len(items), desc="encoding", unit="file", disable=not progress)
-    for item, audio in iter_audio(items, rate, spl, summary, warn=tqdm.write):
-        latents = encode_audio(ae, audio)
+    for item, audio, source in _sources(items, preset, summary):
+        latents = (encode_audio(ae, audio) if source is None else
+                   encode_reader(ae, lambda start, n: read_cached(source, start, n), source.samples))
         try:
             conditions = conditioning.stored_conditions(preset, audio, len(latents), item.tempo)
         except conditioning.NoBeatsError as error:  # beatless under tempo conditioning
@@ -132,6 +144,25 @@ def encode_dataset(ae: Autoencoder, items: list[AudioItem], out_dir: str, mode: 
         raise ValueError(f"no usable audio to encode ({summary.line()})")
     writer.close()
     return summary
+
+
+def _sources(items: list[AudioItem], preset: Preset, summary: LoadSummary
+             ) -> Iterator[tuple[AudioItem, np.ndarray | None, CachedAudio | None]]:
+    """``(item, audio [samples, 2], None)`` of every usable item decoded whole, or ``(item, None,
+    source)`` read span by span in place (`read_cached`) when nothing needs the whole signal
+    (``cond == 'none'``) and the file is integer PCM at the preset rate (`in_place_samples`)."""
+    rate, spl = preset.audio.sample_rate, preset.samples_per_latent
+    for item in items:
+        samples = in_place_samples(item.path, rate) if preset.gan.cond == "none" else None
+        if samples is None:
+            for loaded, audio in iter_audio([item], rate, spl, summary, warn=tqdm.write):
+                yield loaded, audio, None
+        elif samples < spl:
+            skip_item(summary, tqdm.write, item.path, too_short(samples, spl, rate))
+        else:
+            summary.loaded += 1
+            summary.seconds += samples / rate
+            yield item, None, CachedAudio(item.path, item, samples, in_place=True)
 
 
 def decode_store(ae: Autoencoder, latents_dir: str, out_dir: str, seed: int | None = 0,

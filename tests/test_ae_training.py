@@ -269,6 +269,24 @@ def test_encoding_span_by_span_gives_the_whole_file_latents_in_bounded_spectrogr
     assert not np.allclose(by_span[:16], by_span[16:32])  # spans are not one repeated piece
 
 
+def test_unconditioned_encoding_streams_pcm_sources_to_the_same_latents(tmp_path, monkeypatch):
+    from musika_tf import audio as audio_lib
+
+    preset = PRESET.with_overrides(encode_chunks=2)
+    model = Autoencoder.build(preset)
+    sf.write(tmp_path / "long.wav", _music(10.0), RATE, subtype="PCM_16")
+    expected = encoding.encode_audio(model, audio_lib.load_audio(str(tmp_path / "long.wav"), RATE))
+    monkeypatch.setattr(audio_lib, "load_audio", lambda *a: pytest.fail("file decoded whole"))
+    seen, spectrogram = [], encoding.audio_lib.stereo_log_magnitude
+    monkeypatch.setattr(encoding.audio_lib, "stereo_log_magnitude",
+                        lambda wave, cfg: seen.append(len(wave)) or spectrogram(wave, cfg))
+    encoding.encode_dataset(model, datasets.read_folder(str(tmp_path)), str(tmp_path / "z"),
+                            "whole", progress=False)
+    assert len(seen) == 4 and max(seen) == (16 * PRESET.ae.frames_per_latent + 3) * PRESET.audio.hop
+    (stored,) = store.load_all(str(tmp_path / "z"))
+    np.testing.assert_array_equal(stored["latents"], expected)
+
+
 @pytest.mark.parametrize("mode", ["chunks", "whole"])
 def test_encode_dataset_writes_a_store_with_metadata(tmp_path, mode):
     preset = PRESET.with_overrides(max_lat_len=16, cond="density")
