@@ -6,7 +6,8 @@
 
 Models are folders written by `python -m musika_tf export RUN checkpoints/NAME` or
 `python -m musika_tf import-reference`. Requests are queued (one Generate at a time, a few endless
-streams beside it); the first model is loaded and warmed up in the background while the page opens.
+streams beside it); every model is loaded and warmed up in the background while the page opens, the
+first one first, so the first Generate or stream of any model starts without tracing its graphs.
 """
 
 import argparse
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    threading.Thread(target=generator.warm_up, args=(next(iter(models)),), daemon=True).start()
+    threading.Thread(target=lambda: [generator.warm_up(name) for name in models], daemon=True).start()
     build_ui(generator).launch(server_name=args.host, server_port=args.port, share=args.share)
     return 0
 

@@ -65,7 +65,8 @@ def _show_preset(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .training.export_run import export_from_run
+    from .export import has_weights
+    from .training.export_run import export_from_model, export_from_run
     from .training.run import run_folder
 
     run_dir = run_folder(args.checkpoint)
@@ -78,20 +79,25 @@ def _export(args: argparse.Namespace) -> None:
             card[key] = json.loads(value)
         except json.JSONDecodeError:
             card[key] = value
+    export = export_from_model if has_weights(run_dir, "gen_ema") else export_from_run
     try:
-        out = export_from_run(run_dir, args.out, args.autoencoder, card, args.overwrite)
+        out = export(run_dir, args.out, args.autoencoder, card, args.overwrite)
     except FileExistsError as error:
         raise ValueError(f"{error} (or pass --overwrite)") from None
     print(f"exported {out}")
 
 
 def _add_export_verb(verbs) -> None:
-    p = verbs.add_parser("export", help="GAN training run -> model folder (SavedModel, preset, card)")
-    p.add_argument("checkpoint", help="run name or folder (runs/NAME, or its gan/ folder); the latest "
-                   "checkpoint's EMA generator is exported")
+    p = verbs.add_parser("export", help="GAN training run (or a model folder) -> model folder "
+                         "(SavedModel, preset, card)")
+    p.add_argument("checkpoint", help="run name or folder (runs/NAME, or its gan/ folder): the latest "
+                   "checkpoint's EMA generator is exported; or a model folder (checkpoints/NAME): "
+                   "re-exported in the current format, keeping its card's training fields")
     p.add_argument("out", help="destination model folder, e.g. checkpoints/NAME")
     p.add_argument("--autoencoder", default=None,
-                   help="run folder whose ae2/ holds the autoencoder (default: the GAN run's own)")
+                   help="run or model folder holding the autoencoder, e.g. a run whose decoders "
+                        "were fine-tuned with `train.py --stage decoders` (default: the GAN run's "
+                        "own, or the model folder's)")
     p.add_argument("--data", default=None,
                    help="training data for the model card (default: the run's latent store names)")
     p.add_argument("--notes", default=None, help="free text for the model card")

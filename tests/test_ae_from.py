@@ -134,9 +134,37 @@ def test_decoders_stage_tunes_only_the_decoders_and_keeps_the_latents(source, tm
     assert np.isfinite(result["decoders"]["d_total"])
     gan = train("gan", PRESET, audio, str(run), progress=False)
     assert set(gan) == {"gan"} and not (run / "ae1").exists()
-    # Exporting a GAN of the source with the tuned decoders carries them.
-    out = export_from_run(str(root / "runs" / "a"), str(tmp_path / "model"), autoencoder_dir=str(run))
+    # Re-exporting the source model folder with the tuned decoders carries them.
+    from musika_tf import cli
+
+    out = str(tmp_path / "model")
+    assert cli.main(["export", model, out, "--autoencoder", str(run)]) == 0
     exported = ae_stages.load_autoencoder(PRESET, out)
     tuned = ae_stages.load_autoencoder(PRESET, str(run))  # step 3 now
     for a, b in zip(tuned.decoder.get_weights(), exported.decoder.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_reexporting_a_model_folder_keeps_its_networks_audio_and_card(source, tmp_path):
+    """`export checkpoints/NAME OUT`: same GAN and autoencoder weights, same audio per seed, the
+    card's training fields kept and its stale evaluation dropped; in place with --overwrite."""
+    import shutil
+
+    from musika_tf import cli
+    from musika_tf.export import read_card
+    from musika_tf.inference import Engine
+
+    _, _, model = source
+    folder = tmp_path / "copy"
+    shutil.copytree(model, folder)
+    card_path = folder / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card.update(evaluation={"fad": 1.0}, cpu_hours={"gan": 0.1})
+    card_path.write_text(json.dumps(card))
+    before = Engine.load(str(folder)).generate(3.0, seed=1)
+    assert cli.main(["export", str(folder), str(folder), "--overwrite", "--notes", "again"]) == 0
+    after_card = read_card(str(folder))
+    assert after_card["steps"] == card["steps"] and after_card["cpu_hours"] == {"gan": 0.1}
+    assert after_card["notes"] == "again" and "evaluation" not in after_card
+    np.testing.assert_array_equal(before, Engine.load(str(folder)).generate(3.0, seed=1))
+    assert cli.main(["export", str(tmp_path / "nothing-here"), str(tmp_path / "out")]) == 2

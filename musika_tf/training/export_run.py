@@ -64,3 +64,38 @@ def export_from_run(run_dir: str, out_dir: str, autoencoder_dir: str | None = No
               "r1_switch": switch}
     return export_model(out_dir, preset, models["gen_ema"], autoencoder, {**fields, **(card or {})},
                         overwrite=overwrite, gan_models=models)
+
+
+# Card fields a re-export does not carry over: those the folder itself determines (written again)
+# and the evaluation, which belongs to the audio of the old folder.
+_NOT_CARRIED = ("format", "format_version", "preset", "sample_rate", "channels", "conditioning",
+                "conditioning_input", "latent_rate_hz", "window_seconds", "inference_layout",
+                "signatures", "exported", "tensorflow", "keras", "evaluation")
+
+
+def export_from_model(model_dir: str, out_dir: str, autoencoder_dir: str | None = None,
+                      card: dict | None = None, overwrite: bool = False) -> str:
+    """Re-export a model folder (e.g. to the current format, or with another autoencoder).
+
+    The GAN networks come from `model_dir`'s ``weights/``, the autoencoder from `autoencoder_dir`
+    (a run or model folder, e.g. a run whose decoders were fine-tuned) or else `model_dir` itself.
+    The old card's training fields are kept, its evaluation is dropped (re-run ``evaluate``), and
+    `card` fields are added on top. `out_dir` may be `model_dir` itself (with `overwrite`).
+    """
+    from musika_tf.export import has_weights, read_card, read_weights
+
+    preset = load_preset(model_dir)
+    generator, critic, critic_rec = gan.build_gan(preset)
+    candidates = {"generator": generator, "critic": critic, "gen_ema": gan.build_generator(preset),
+                  "critic_rec": critic_rec, "cond_regressor": gan.build_condition_regressor(preset)
+                  if gan.uses_condition_regressor(preset) else None}
+    models = {k: m for k, m in candidates.items() if m is not None and has_weights(model_dir, k)}
+    if "gen_ema" not in models:
+        raise FileNotFoundError(f"{model_dir}: no weights/gen_ema.weights.h5; re-export it from its "
+                                "training run with `python -m musika_tf export RUN OUT`")
+    read_weights(model_dir, **models)
+    autoencoder = load_autoencoder(preset, autoencoder_dir or model_dir)
+    old = {k: v for k, v in read_card(model_dir).items() if k not in _NOT_CARRIED}
+    fields = {**old, "name": os.path.basename(os.path.normpath(out_dir)), **(card or {})}
+    return export_model(out_dir, preset, models["gen_ema"], autoencoder, fields,
+                        overwrite=overwrite, gan_models=models)
