@@ -137,6 +137,21 @@ def test_store_crops_are_memory_mapped_and_drawn_as_before(tmp_path, cond):
     assert drawn == EAGER_CROPS
 
 
+def test_a_version_1_store_is_stale_and_named_for_re_encoding(tmp_path):
+    import json
+
+    from musika_tf.data import latents as store_lib
+
+    folder = _coded_store(tmp_path / "store")
+    index_path = tmp_path / "store" / store_lib.INDEX
+    index = json.loads(index_path.read_text())
+    assert store_lib.is_current(folder, index["fingerprint"])
+    index_path.write_text(json.dumps({**index, "version": 1}))
+    assert not store_lib.is_current(folder, index["fingerprint"])  # training re-encodes it
+    with pytest.raises(ValueError, match="not a musika-latents v2 store .*re-encode"):
+        G.LatentCrops.from_store(folder, TINY)
+
+
 def test_batches_are_seeded_and_v44_swaps_channels(store):
     crops = G.LatentCrops.from_store(store, TINY)
     a, b = G.make_batch(TINY, crops, 7), G.make_batch(TINY, crops, 7)
