@@ -96,10 +96,15 @@ def write_doc(rows: list[tuple], path: str, steps: int) -> None:
     for name, stage, batch, count, seconds in rows:
         lines.append(f"| {name} | {stage} | {batch} | {count:,} | {seconds:.3f} | {3600 / seconds:,.0f} |")
     text = open(path).read() if os.path.exists(path) else "# Performance\n"
-    if SECTION in text:
-        text = text[: text.index(SECTION)].rstrip() + "\n"
+    section = "\n".join(lines) + "\n"
+    if SECTION in text:  # replace this section only, up to the next "## " heading
+        start = text.index(SECTION)
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1:])
+    else:
+        text = text.rstrip() + "\n\n" + section
     with open(path, "w") as fh:
-        fh.write(text.rstrip() + "\n\n" + "\n".join(lines) + "\n")
+        fh.write(text)
 
 
 def main() -> int:
