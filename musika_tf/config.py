@@ -26,6 +26,7 @@ from typing import Any
 from .files import atomic_path
 
 VARIANTS = ("v44", "v22")
+STRATEGIES = ("default", "mirrored", "multi-worker")  # musika_tf.training.distribute
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -112,6 +113,11 @@ class TrainConfig:
     mixed_precision: str = _f("auto", "auto (mixed_float16 on GPU, float32 on CPU), on or off",
                               choices=("auto", "on", "off"))
     xla: bool = _f(False, "XLA-compile the training step")
+    strategy: str = _f("default", "tf.distribute strategy of every training stage: default (one "
+                       "device), mirrored (all local GPUs, else all logical CPU devices) or "
+                       "multi-worker (MultiWorkerMirroredStrategy, cluster from TF_CONFIG); "
+                       "batch_size is the global batch, split evenly over the replicas",
+                       choices=STRATEGIES)
     seed: int = _f(0, "random seed for initialisation and data order")
     phase1_steps: int = _f(200_000, "AE level 1: steps of phase 1 (L1 on log-magnitude) before "
                            "phase 2 (magnitude+phase through the iSTFT, adversarial)")

@@ -18,12 +18,14 @@ order as the reference's Keras-2 models.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 __all__ = [
-    "fold", "unfold", "NoiseInjection", "reseed_noise", "noise_layers", "ae_conv",
+    "fold", "unfold", "NoiseInjection", "reseed_noise", "noise_layers", "replica_batch", "ae_conv",
     "ConvSN2D", "DenseSN", "spectral_normalize",
 ]
 
@@ -74,7 +76,9 @@ class NoiseInjection(keras.layers.Layer):
     not a weight: it is excluded from `layer.weights` and `count_params()`, and it is saved and
     restored with the model, so a live model and its SavedModel copy continue the same noise
     sequence. `seed=None` draws the initial seed from Python's `random` (seeded by
-    `keras.utils.set_random_seed`); use `reseed_noise` for a deterministic restart.
+    `keras.utils.set_random_seed`); use `reseed_noise` for a deterministic restart. In a
+    `tf.distribute` step each replica adds its rows of the noise drawn for the global batch, so
+    N replicas add the noise one device would.
     """
 
     def __init__(self, seed: int | None = None, **kwargs):
@@ -88,9 +92,25 @@ class NoiseInjection(keras.layers.Layer):
 
     def call(self, x):
         shape = ops.shape(x)
-        noise = keras.random.normal(  # float32 draws: reduced precision rounds the same noise
-            (shape[0], shape[1], shape[2], 1), dtype="float32", seed=self.seed_generator)
+        replica, replicas = _replica()
+        if replicas > 1:
+            noise = self._replica_noise(shape, replica, replicas)
+        else:
+            noise = keras.random.normal(  # float32 draws: reduced precision rounds the same noise
+                (shape[0], shape[1], shape[2], 1), dtype="float32", seed=self.seed_generator)
         return x + ops.cast(self.noise_weight, x.dtype) * ops.cast(noise, x.dtype)
+
+    def _replica_noise(self, shape, replica, replicas):
+        """This replica's rows of the noise one device draws for the global batch. The batch axis
+        holds ``pieces`` folded pieces (`fold`: row ``p * B + b``) of the replica's batch
+        (`replica_batch`; one piece when unset)."""
+        rows = getattr(_REPLICA, "rows", None)
+        rows = shape[0] if rows is None else rows
+        pieces = shape[0] // rows
+        noise = keras.random.normal((shape[0] * replicas, shape[1], shape[2], 1), dtype="float32",
+                                    seed=self.seed_generator)
+        noise = ops.reshape(noise, (pieces, replicas, rows, shape[1], shape[2], 1))[:, replica]
+        return ops.reshape(noise, (shape[0], shape[1], shape[2], 1))
 
     def reseed(self, seed):
         """Restart the noise sequence at ``seed`` (python int or int64 scalar tensor)."""
@@ -103,6 +123,31 @@ class NoiseInjection(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
+
+
+_REPLICA = threading.local()  # per replica thread: the replica's batch size (`replica_batch`)
+
+
+@contextlib.contextmanager
+def replica_batch(rows):
+    """Networks called in this block run in a `tf.distribute` replica step on a per-replica batch
+    of `rows` samples (int or scalar tensor), so `NoiseInjection` can find the replica's rows of the
+    global noise also on folded inputs. Not needed (and without effect) on one replica."""
+    previous = getattr(_REPLICA, "rows", None)
+    _REPLICA.rows = rows
+    try:
+        yield
+    finally:
+        _REPLICA.rows = previous
+
+
+def _replica() -> tuple:
+    """``(replica id, replicas)`` of the `tf.distribute` replica step being traced; ``(0, 1)``
+    outside one. Replica ``r`` holds rows ``[r b, (r+1) b)`` of the global batch."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return 0, 1
+    return ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
 
 
 def noise_layers(model: keras.layers.Layer) -> list[NoiseInjection]:

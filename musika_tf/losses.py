@@ -46,16 +46,19 @@ def stft_magnitude(wave: tf.Tensor, n_fft: int) -> tf.Tensor:
     return tf.abs(spec)
 
 
-def multiscale_spectral_distance(real: tf.Tensor, fake: tf.Tensor, fft_sizes) -> tf.Tensor:
+def multiscale_spectral_distance(real: tf.Tensor, fake: tf.Tensor, fft_sizes,
+                                 mean=tf.reduce_mean) -> tf.Tensor:
     """Paper's L_ms: ``sum over resolutions of log(mean | |STFT(real)| - |STFT(fake)| |)``.
 
     `real`, `fake`: waveforms ``[batch, samples]`` of equal length; one term per FFT size (hop =
-    size/4). The mean (rather than sum) only shifts each log by a constant.
+    size/4). The mean (rather than sum) only shifts each log by a constant. `mean` reduces a
+    tensor to its scalar mean (training on several replicas passes the global-batch mean, since
+    the log of a mean is not the mean of per-replica logs).
     """
     total = 0.0
     for n_fft in fft_sizes:
         diff = stft_magnitude(real, n_fft) - stft_magnitude(fake, n_fft)
-        total += tf.math.log(tf.reduce_mean(tf.abs(diff)) + LOG_EPS)
+        total += tf.math.log(mean(tf.abs(diff)) + LOG_EPS)
     return total
 
 
@@ -110,14 +113,14 @@ def one_centred_gradient_penalty(critic, real: tf.Tensor, training: bool = True)
     return tf.reduce_mean(tf.square(norm - 1.0))
 
 
-def update_r1_switch(switch: tf.Variable, real_logits: tf.Tensor, fake_logits: tf.Tensor,
-                     step: float = 1e-4) -> tf.Tensor:
+def next_r1_switch(switch: tf.Tensor, real_logits: tf.Tensor, fake_logits: tf.Tensor,
+                   step: float = 1e-4, mean=tf.reduce_mean) -> tf.Tensor:
     """Adaptive R1 weight (reference 4.9.4): certainty ``clip(mean D_r - mean D_f, 0, 2)/2``;
-    above 0.9 the switch (in [-1, 0]) moves down by `step`, else up. Returns the new switch; the
-    penalty weight is ``gp_max_weight * (-switch)``."""
-    gap = tf.reduce_mean(tf.cast(real_logits, tf.float32)) - tf.reduce_mean(
-        tf.cast(fake_logits, tf.float32))
+    above 0.9 the switch (in [-1, 0]) moves down by `step`, else up. Returns the new switch value
+    (the caller stores it once the update is applied); the penalty weight is
+    ``gp_max_weight * (-switch)``. `mean` reduces logits to their scalar mean (on several replicas:
+    the global-batch mean, so every replica moves the switch alike)."""
+    gap = mean(tf.cast(real_logits, tf.float32)) - mean(tf.cast(fake_logits, tf.float32))
     certainty = tf.clip_by_value(gap, 0.0, 2.0) / 2.0
     delta = tf.where(certainty > 0.9, -step, step)
-    switch.assign(tf.clip_by_value(switch + delta, -1.0, 0.0))
-    return switch
+    return tf.clip_by_value(switch + delta, -1.0, 0.0)

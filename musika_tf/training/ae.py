@@ -35,7 +35,7 @@ from ..data.audio_cache import CachedAudio, crop_dataset, read_cached
 from ..files import atomic_path
 from ..layers import dtype_policy, fold, reseed_noise, unfold
 from ..spec_critic import build_spec_critic
-from . import loop
+from . import distribute, loop
 
 NOISE_SEED_STRIDE = 2 ** 40  # step n's noise seed: preset seed * stride + n
 
@@ -110,7 +110,8 @@ class _AETrainer(loop.Trainer):
         d_real, d_fake = losses.hinge_critic(real_logits, fake_logits)
         adv = losses.hinge_generator(fake_logits)
         rec = losses.l1(fake_spec, spec)
-        ms = losses.multiscale_spectral_distance(wave, fake_wave, t.ms_fft_sizes)
+        ms = losses.multiscale_spectral_distance(wave, fake_wave, t.ms_fft_sizes,
+                                                 mean=lambda x: distribute.global_mean(tf.reduce_mean(x)))
         return {"d_real": d_real, "d_fake": d_fake, "d_total": d_real + d_fake, "adv": adv,
                 "rec": rec, "ms": ms, "g_total": adv + t.lambda_rec * rec + t.lambda_ms * ms}
 
@@ -312,13 +313,15 @@ def train_ae1(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int
     total = preset.train.ae1_steps if steps is None else steps
     phase1_steps = min(preset.train.phase1_steps, total)
     dirs = stage_dirs(run_dir)
-    phase1 = AE1Phase1Trainer(preset, dirs["ae1_phase1"], files, preview_files)
+    with distribute.strategy_for(preset).scope():
+        phase1 = AE1Phase1Trainer(preset, dirs["ae1_phase1"], files, preview_files)
     logs = {"phase1": loop.fit(phase1, phase1_steps, resume=resume, progress=progress)}
     if total > phase1_steps:
         fresh = not (resume and tf.train.latest_checkpoint(
             os.path.join(dirs["ae1_phase2"], loop.CHECKPOINT_DIR)))
-        phase2 = AE1Phase2Trainer(preset, dirs["ae1_phase2"], files, preview_files,
-                                  level1_from=dirs["ae1_phase1"] if fresh else None)
+        with distribute.strategy_for(preset).scope():
+            phase2 = AE1Phase2Trainer(preset, dirs["ae1_phase2"], files, preview_files,
+                                      level1_from=dirs["ae1_phase1"] if fresh else None)
         logs["phase2"] = loop.fit(phase2, total - phase1_steps, resume=resume, progress=progress)
     return logs
 
@@ -336,8 +339,9 @@ def train_ae2(preset: Preset, run_dir: str, files: list[CachedAudio], steps: int
     """Level 2 on top of the trained level 1 of the same run."""
     dirs = stage_dirs(run_dir)
     fresh = not (resume and tf.train.latest_checkpoint(os.path.join(dirs["ae2"], loop.CHECKPOINT_DIR)))
-    trainer = AE2Trainer(preset, dirs["ae2"], files, preview_files,
-                         level1_from=level1_dir(run_dir) if fresh else None)
+    with distribute.strategy_for(preset).scope():
+        trainer = AE2Trainer(preset, dirs["ae2"], files, preview_files,
+                             level1_from=level1_dir(run_dir) if fresh else None)
     return loop.fit(trainer, preset.train.ae2_steps if steps is None else steps, resume=resume,
                     progress=progress)
 
@@ -347,7 +351,8 @@ def train_decoders(preset: Preset, run_dir: str, files: list[CachedAudio], sourc
                    preview_files=None) -> dict:
     """Fine-tune the decoders of the trained autoencoder in `source` (a run or model folder; the
     run itself when it trained its own) on frozen encoders; the result lives in ``RUN/decoders``."""
-    trainer = DecoderTuner(preset, stage_dirs(run_dir)["decoders"], files, preview_files)
+    with distribute.strategy_for(preset).scope():
+        trainer = DecoderTuner(preset, stage_dirs(run_dir)["decoders"], files, preview_files)
     if not (resume and _has_checkpoint(stage_dirs(run_dir)["decoders"])):
         start = load_autoencoder(preset, source)
         for name, model in trainer.ae.models.items():

@@ -21,6 +21,9 @@ One step (simultaneous G and D update from one forward pass):
 - The EMA generator (a separate model, checkpointed, used for previews and export) moves towards the
   generator every step: ``ema <- d * ema + (1 - d) * gen``.
 
+Under a `tf.distribute` strategy (`distribute`) the switch moves by the global batch's logits and,
+like the EMA and the step counter, only after an applied update, on every replica alike.
+
 A non-finite step changes nothing (weights, optimiser slots, EMA, switch); the loop's NaN guard does
 the rest. Under mixed precision the loss-scale optimisers handle overflowing gradients themselves, so
 only the losses are checked there.
@@ -40,7 +43,7 @@ from musika_tf.audio import save_audio, save_spectrogram_png
 from musika_tf.config import Preset
 from musika_tf.data.latents import mapped_entries, window
 from musika_tf.layers import dtype_policy, reseed_noise
-from musika_tf.training import loop
+from musika_tf.training import distribute, loop
 
 REC_WEIGHT = 10.0  # v22 critic reconstruction loss weight (reference 4.10.6)
 SWAP_PROBABILITY = 0.5  # v44 left/right swap of real windows, one draw per batch
@@ -233,7 +236,6 @@ class GANTrainer(loop.Trainer):
         cond = batch.get("cond")
         coords = batch["coords"] if cond is None else gan.append_condition(batch["coords"], cond)
         reseed_noise(self.generator, batch["noise_seed"])
-        old_switch = self.switch.read_value()
         g_vars = self.trainable_variables_for("generator")
         d_vars = self.trainable_variables_for("critic")
         with tf.GradientTape() as d_tape:
@@ -254,7 +256,9 @@ class GANTrainer(loop.Trainer):
         applied = loop.update_applied(finite, g_grads + d_grads, self.mixed)
         loop.apply_if_finite(self.g_opt, g_grads, g_vars, finite)
         loop.apply_if_finite(self.d_opt, d_grads, d_vars, finite)
-        tf.cond(applied, self._after_update, lambda: self._revert_switch(old_switch))
+        switch = logs.pop("r1_switch", None)  # the adaptive switch moves only with an update
+        distribute.apply_in_sync(self._after_update, applied,
+                                 self.switch.read_value() if switch is None else switch)
         return {**logs, "lr": tf.identity(self.g_opt.learning_rate), "finite": finite,
                 "applied": applied}
 
@@ -293,10 +297,12 @@ class GANTrainer(loop.Trainer):
         penalty_fn = losses.r1_penalty if v44 else losses.one_centred_gradient_penalty
         penalty = penalty_fn(critic_on_real, real)
         real_logit, real_feats = _split_critic_output(seen["out"])
-        if v44:  # adaptive weight, updated from this step's logits and used at once
-            switch = losses.update_r1_switch(self.switch, real_logit, fake_logit)
-            weight = t.gp_max_weight * -tf.stop_gradient(tf.identity(switch))
-            logs = {"r1": penalty, "gp_weight": weight}
+        if v44:  # adaptive weight, updated from this step's (global-batch) logits and used at once
+            switch = tf.stop_gradient(losses.next_r1_switch(
+                self.switch, real_logit, fake_logit,
+                mean=lambda x: distribute.global_mean(tf.reduce_mean(x))))
+            weight = t.gp_max_weight * -switch
+            logs = {"r1": penalty, "gp_weight": weight, "r1_switch": switch}
         else:
             weight, logs = t.gp_max_weight, {"gp": penalty}
         logs["d_loss_r"], logs["d_loss_f"] = losses.hinge_critic(real_logit, fake_logit)
@@ -316,14 +322,13 @@ class GANTrainer(loop.Trainer):
         values = tf.convert_to_tensor(cond, tf.float32)[..., 0]
         return losses.mse(values, self.regressor(latents, training=True))
 
-    def _after_update(self):
+    def _after_update(self, switch):
+        """State that moves only with an applied update, from values equal on every replica:
+        the R1 switch (from global-batch logits), the EMA generator (from the synchronised
+        generator) and the step counter."""
+        self.switch.assign(switch)
         ema_update(self.gen_ema.weights, self.generator.weights, self.preset.train.ema_decay)
         self.finished_steps.assign_add(1)
-        return tf.constant(True)
-
-    def _revert_switch(self, old):
-        self.switch.assign(old)
-        return tf.constant(False)
 
     def _init_from(self, run_dir: str) -> None:
         """Load models and R1 switch from `run_dir`'s latest checkpoint, or from the ``weights/``
@@ -387,6 +392,7 @@ def train_gan(preset: Preset, latents_dir: str, run_dir: str, steps: int | None 
     checkpoint (it takes precedence over `init_from`); `init_from`/`lr`: fine-tune from another
     run with a fresh optimiser at this learning rate. Returns the last logged running means.
     """
-    trainer = GANTrainer(preset, run_dir, latents_dir, lr=lr, init_from=init_from,
-                         decode_fn=decode_fn)
+    with distribute.strategy_for(preset).scope():
+        trainer = GANTrainer(preset, run_dir, latents_dir, lr=lr, init_from=init_from,
+                             decode_fn=decode_fn)
     return loop.fit(trainer, steps, resume=resume, progress=progress)

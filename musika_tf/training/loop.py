@@ -20,6 +20,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from ..config import Preset, save_preset
+from ..layers import replica_batch
+from . import distribute
 
 CHECKPOINT_DIR = "ckpt"
 LOG_DIR = "logs"
@@ -55,7 +57,9 @@ MAX_LOSS_SCALE_SKIPS = 64  # consecutive skipped loss-scaled updates before givi
 
 
 def scale_loss(optimizer, loss: tf.Tensor) -> tf.Tensor:
-    """The loss a tape differentiates: scaled by a loss-scale optimiser, else unchanged."""
+    """The loss a tape differentiates: this replica's share of the global-batch loss
+    (`distribute.to_global`; the loss itself on one device), scaled by a loss-scale optimiser."""
+    loss = distribute.to_global(loss)
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return optimizer.scale_loss(loss)
     return loss
@@ -63,15 +67,26 @@ def scale_loss(optimizer, loss: tf.Tensor) -> tf.Tensor:
 
 def update_is_finite(losses_: list, grads: list, mixed: bool) -> tf.Tensor:
     """Whether a step may be applied: finite losses, and finite gradients unless a loss-scale
-    optimiser (mixed precision) handles overflowing gradients itself."""
-    return all_finite(*losses_, *([] if mixed else grads))
+    optimiser (mixed precision) handles overflowing gradients itself; on several replicas, on
+    every replica (so all of them take the same decision)."""
+    return distribute.all_replicas(all_finite(*losses_, *([] if mixed else grads)))
 
 
 def update_applied(finite: tf.Tensor, grads: list, mixed: bool) -> tf.Tensor:
     """Whether the optimisers really change the weights this step: `finite`, and under mixed
     precision also finite (loss-scaled) gradients, since a loss-scale optimiser skips a step whose
     gradients overflow (lowering its scale). A skipped step must not advance an EMA or a counter."""
-    return tf.logical_and(finite, all_finite(*grads)) if mixed else finite
+    return tf.logical_and(finite, distribute.all_replicas(all_finite(*grads))) if mixed else finite
+
+
+def sync_overflow(grads: list) -> list:
+    """Loss-scaled `grads` of a replica step, made non-finite on every replica when they overflow
+    on any, so the loss-scale optimiser skips the update and lowers its scale on all replicas alike
+    (it checks one replica's gradients only). Unchanged outside a replica step."""
+    if not distribute.in_replica_step():
+        return grads
+    poison = tf.where(distribute.all_replicas(all_finite(*grads)), 0.0, float("nan"))
+    return [None if g is None else g + tf.cast(poison, g.dtype) for g in grads]
 
 
 def all_finite(*tensors) -> tf.Tensor:
@@ -82,12 +97,15 @@ def all_finite(*tensors) -> tf.Tensor:
 
 
 def apply_if_finite(optimizer, grads, variables, finite: tf.Tensor) -> None:
-    """Apply `grads` only when `finite`; otherwise leave weights and optimiser state untouched."""
-    def apply():
-        optimizer.apply_gradients(zip(grads, variables))
-        return tf.constant(True)
+    """Apply `grads` only when `finite`; otherwise leave weights and optimiser state untouched.
 
-    tf.cond(finite, apply, lambda: tf.constant(False))
+    On several replicas `grads` are this replica's (of `scale_loss`'s share of the loss); the
+    optimiser sums them over the replicas, and `finite` must be equal on all (`update_is_finite`).
+    """
+    grads = list(grads)
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        grads = sync_overflow(grads)
+    distribute.apply_in_sync(lambda g: optimizer.apply_gradients(zip(g, variables)), finite, grads)
 
 
 class Trainer:
@@ -163,36 +181,49 @@ def fit(trainer: Trainer, steps: int | None = None, resume: bool = True, progres
     Resumes from the latest checkpoint in `run_dir/ckpt` when `resume`. A step whose losses or
     gradients are not finite changes nothing; after `max_nan_steps` such steps in a row the last
     good checkpoint is restored (or, if it keeps failing after a restore, `NonFiniteTraining`).
+
+    Under ``preset.train.strategy`` (the trainer must have been built in its scope) each step runs
+    on every replica; only the chief writes the preset, logs, previews and checkpoints.
     """
     preset = trainer.preset
     steps = preset.train.steps if steps is None else steps
-    os.makedirs(trainer.run_dir, exist_ok=True)
-    save_preset(preset, trainer.run_dir)
+    strategy = distribute.strategy_for(preset)
+    chief = distribute.is_chief(strategy)
+    if chief:
+        os.makedirs(trainer.run_dir, exist_ok=True)
+        save_preset(preset, trainer.run_dir)
 
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    trainer.build_optimizers()
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")  # host-side counter
+    with strategy.scope():
+        trainer.build_optimizers()
     checkpoint = tf.train.Checkpoint(step=step, **trainer.models(), **_prefixed(trainer.optimizers()),
                                      **trainer.extra_state())
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(trainer.run_dir, CHECKPOINT_DIR),
+    folder = os.path.join(trainer.run_dir, CHECKPOINT_DIR)
+    manager = tf.train.CheckpointManager(checkpoint, distribute.checkpoint_dir(strategy, folder),
                                          max_to_keep=max_to_keep)
-    if resume and manager.latest_checkpoint:
-        restore_all(checkpoint, manager.latest_checkpoint)
-        tqdm.write(f"resumed {trainer.name} from {manager.latest_checkpoint} (step {int(step)})")
+    latest = lambda: tf.train.latest_checkpoint(folder)  # every worker reads the chief's
+    if resume and latest():
+        restore_all(checkpoint, latest())
+        tqdm.write(f"resumed {trainer.name} from {latest()} (step {int(step)})")
 
-    step_fn = tf.function(trainer.train_step, jit_compile=preset.train.xla)
-    writer = tf.summary.create_file_writer(os.path.join(trainer.run_dir, LOG_DIR, trainer.name))
+    step_fn = make_step_fn(trainer, strategy)
+    writer = (tf.summary.create_file_writer(os.path.join(trainer.run_dir, LOG_DIR, trainer.name))
+              if chief else tf.summary.create_noop_writer())
     running, last = RunningMeans(), {}
     nan_streak, restored_since_good, scale_skips = 0, False, 0
     batches = trainer.batches(int(step))
-    bar = tqdm(total=steps, initial=int(step), desc=trainer.name, unit="step", disable=not progress,
-               dynamic_ncols=True)
+    if preset.train.strategy != "default":
+        batches = distribute.distribute_batches(strategy, batches)
+    bar = tqdm(total=steps, initial=int(step), desc=trainer.name, unit="step",
+               disable=not (progress and chief), dynamic_ncols=True)
     started = time.perf_counter()
     while int(step) < steps:
         logs = step_fn(next(batches))
         if not bool(logs.pop("finite")):
             nan_streak += 1
             if nan_streak >= max_nan_steps:
-                restored_since_good = _recover(checkpoint, manager, restored_since_good, trainer.name)
+                restored_since_good = _recover(checkpoint, latest(), restored_since_good,
+                                               trainer.name)
                 nan_streak = 0
             continue
         nan_streak, restored_since_good = 0, False
@@ -218,12 +249,40 @@ def fit(trainer: Trainer, steps: int | None = None, resume: bool = True, progres
             running.reset()
             started = time.perf_counter()
         if current % preset.train.save_every == 0 or current == steps:
-            manager.save(checkpoint_number=current)
-            if preview:
+            manager.save(checkpoint_number=current)  # every worker: saving may need collectives
+            if preview and chief:
                 trainer.preview(os.path.join(trainer.run_dir, PREVIEW_DIR, f"step-{current:08d}"))
     bar.close()
     writer.flush()
+    distribute.discard_scratch(strategy)
     return last
+
+
+def make_step_fn(trainer: Trainer, strategy: tf.distribute.Strategy):
+    """The compiled step: `trainer.train_step` itself with the default strategy, else run on
+    every replica with its logs reduced to global-batch means (flags taken from the first
+    replica: they are equal on all)."""
+    xla = trainer.preset.train.xla
+    if trainer.preset.train.strategy == "default":
+        return tf.function(trainer.train_step, jit_compile=xla)
+    if xla:
+        raise ValueError("--xla is not supported with a distributed --strategy yet; use --xla false")
+
+    def reduce(value):
+        first = strategy.experimental_local_results(value)[0]
+        if first.dtype == tf.bool:
+            return first
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+
+    def replica_step(batch):
+        with replica_batch(distribute.batch_rows(batch)):
+            return trainer.train_step(batch)
+
+    def distributed_step(batch):
+        logs = strategy.run(replica_step, args=(batch,))
+        return {key: reduce(value) for key, value in logs.items()}
+
+    return tf.function(distributed_step)
 
 
 def checkpoint_children(path: str) -> set[str]:
@@ -252,15 +311,15 @@ def restore_all(checkpoint: tf.train.Checkpoint, path: str) -> None:
             "version: start the stage over with --no-resume or use another --run") from err
 
 
-def _recover(checkpoint, manager, restored_since_good: bool, name: str) -> bool:
-    """Restore the last good checkpoint after repeated non-finite steps."""
-    if restored_since_good or not manager.latest_checkpoint:
+def _recover(checkpoint, latest: str | None, restored_since_good: bool, name: str) -> bool:
+    """Restore the last good checkpoint `latest` after repeated non-finite steps."""
+    if restored_since_good or not latest:
         raise NonFiniteTraining(
             f"{name}: losses or gradients stayed NaN/inf"
             + (" after restoring the last checkpoint" if restored_since_good else
                " and there is no checkpoint to restore yet")
             + "; lower the learning rate (--lr) or check the data")
-    restore_all(checkpoint, manager.latest_checkpoint)
-    tqdm.write(f"warning: {name}: repeated non-finite steps; restored {manager.latest_checkpoint}")
+    restore_all(checkpoint, latest)
+    tqdm.write(f"warning: {name}: repeated non-finite steps; restored {latest}")
     return True
 

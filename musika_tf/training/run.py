@@ -30,7 +30,7 @@ from ..data import datasets
 from ..data import latents as store
 from ..data.audio_cache import build_audio_cache
 from . import ae as ae_stages
-from . import loop
+from . import distribute, loop
 
 STAGES = ("ae1", "ae2", "gan", "decoders")
 RUNS_DIR = "runs"
@@ -162,6 +162,7 @@ def train(stage: str, preset: Preset, data: str, run_dir: str, steps: int | None
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+    distribute.strategy_for(preset)  # multi-worker: before TensorFlow runs its first op
     if ae_from is not None and stage not in ("gan", "decoders"):
         raise ValueError(f"--ae-from gives a trained autoencoder, so it goes with --stage gan or "
                          f"decoders (got --stage {stage})")
