@@ -47,7 +47,7 @@ def run_preset(run_dir: str, requested: Preset) -> Preset:
     since the saved networks were built with the saved architecture."""
     path = os.path.join(run_dir, "preset.json")
     if not os.path.exists(path):
-        save_preset(requested, run_dir)
+        _write_preset(requested, run_dir)
         return requested
     saved = load_preset(run_dir)
     for group in ("audio", "ae", "gan"):
@@ -60,8 +60,14 @@ def run_preset(run_dir: str, requested: Preset) -> Preset:
     merged = dataclasses.replace(saved, train=requested.train,
                                  gan=dataclasses.replace(saved.gan, cond=requested.gan.cond,
                                                          density_bandwidth=requested.gan.density_bandwidth))
-    save_preset(merged, run_dir)
+    _write_preset(merged, run_dir)
     return merged
+
+
+def _write_preset(preset: Preset, run_dir: str) -> None:
+    """Save the run's preset; on several machines only the chief writes the shared run folder."""
+    if distribute.is_chief(distribute.strategy_for(preset)):
+        save_preset(preset, run_dir)
 
 
 def data_name(spec: str) -> str:
@@ -175,7 +181,8 @@ def train(stage: str, preset: Preset, data: str, run_dir: str, steps: int | None
                              f"({ae_stages.AE_SOURCE_FILE}); train that one, or use another --run")
         ae_stages.check_autoencoder_source(ae_source)
         preset = run_preset(run_dir, with_autoencoder_of(preset, ae_source))
-        ae_stages.set_autoencoder_source(run_dir, ae_source)
+        if distribute.is_chief(distribute.strategy_for(preset)):
+            ae_stages.set_autoencoder_source(run_dir, ae_source)
         return {"gan": _train_gan(preset, run_dir, data, ae_source, steps, resume, progress,
                                   init_from, lr)}
     preset = run_preset(run_dir, preset)
