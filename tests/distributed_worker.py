@@ -2,7 +2,7 @@
 logical devices and multi-worker collectives must be configured before TensorFlow starts.
 
   python -m tests.distributed_worker compare-gan STORE OUT.npz [OVERRIDES_JSON]
-  python -m tests.distributed_worker compare-ae AUDIO_DIR OUT.npz [OVERRIDES_JSON]
+  python -m tests.distributed_worker compare-ae AUDIO_DIR OUT.npz [OVERRIDES_JSON]  (+ "stage")
   python -m tests.distributed_worker train-gan PRESET_DIR STORE RUN STEPS
 
 ``compare-*`` splits the CPU into two logical devices and takes one step of the same global batch
@@ -95,15 +95,17 @@ def compare_ae(audio_dir: str, out_path: str, overrides: dict) -> None:
     from musika_tf import config
     from musika_tf.data import datasets
     from musika_tf.data.audio_cache import build_audio_cache
-    from musika_tf.training.ae import AE1Phase2Trainer
+    from musika_tf.training import ae
 
+    stage = {"phase2": ae.AE1Phase2Trainer, "ae2": ae.AE2Trainer,
+             "decoders": ae.DecoderTuner}[overrides.pop("stage", "phase2")]
     preset0 = config.get_preset("tiny", **overrides)
     files = build_audio_cache(datasets.read_folder(audio_dir), f"{audio_dir}/cache",
                               preset0.audio.sample_rate, progress=False)
 
     def build(strategy):
         preset = preset0.with_overrides(strategy=strategy)
-        trainer = AE1Phase2Trainer(preset, "unused", files)
+        trainer = stage(preset, "unused", files)
         trainer.two_preset = preset.with_overrides(strategy="mirrored")
         return trainer
 

@@ -1,8 +1,9 @@
 """Training under tf.distribute on CPU: one step on two logical devices (MirroredStrategy) equals
-one step on one device with the same global batch, for the AE phase-2 step and the GAN step; two
-local workers (MultiWorkerMirroredStrategy over loopback, TF_CONFIG) train to one checkpoint that
-one process then resumes. Each run is a fresh interpreter (`tests/distributed_worker.py`), since
-devices and collectives must be configured before TensorFlow starts."""
+one step on one device with the same global batch, for the AE phase-2 and level-2 steps and the
+GAN step; two local workers (MultiWorkerMirroredStrategy over loopback, TF_CONFIG) train to one
+checkpoint that one process then resumes. Each run is a fresh interpreter
+(`tests/distributed_worker.py`), since devices and collectives must be configured before
+TensorFlow starts."""
 
 from __future__ import annotations
 
@@ -86,10 +87,13 @@ def test_mirrored_mixed_precision_gan_step_equals_one_device_step(tmp_path):
     _compare_one_step(arrays, rtol=5e-2)
 
 
-def test_mirrored_ae_phase2_step_equals_one_device_step(tmp_path):
+@pytest.mark.parametrize("stage", ["phase2", "ae2"])
+def test_mirrored_ae_step_equals_one_device_step(tmp_path, stage):
+    """Level-1 phase 2 and level 2 (whose frozen decoder runs on folded latents)."""
     (tmp_path / "audio").mkdir()
     sf.write(tmp_path / "audio" / "a.wav", _music(8.0), RATE)
-    _finish(_worker("compare-ae", tmp_path / "audio", tmp_path / "ae.npz"))
+    _finish(_worker("compare-ae", tmp_path / "audio", tmp_path / "ae.npz",
+                    json.dumps({"stage": stage})))
     arrays = np.load(tmp_path / "ae.npz")
     _compare_one_step(arrays)
     assert any(k.startswith("one/critic/") for k in arrays.files)
