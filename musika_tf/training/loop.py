@@ -2,7 +2,8 @@
 
 A stage is a `Trainer` subclass that owns its models, optimisers, data and `train_step`; this module
 owns everything around it: checkpoints (atomic, resumable, with the preset beside them), the NaN guard,
-tqdm progress with running losses, TensorBoard scalars and periodic previews.
+tqdm progress with running losses, TensorBoard scalars and periodic previews, and running each
+step under the preset's `tf.distribute` strategy (`distribute`).
 
 Checkpoints use `tf.train.CheckpointManager`: TensorFlow writes each checkpoint's files under
 temporary names and renames them, and only then atomically rewrites the `checkpoint` index file, so a
@@ -116,6 +117,11 @@ class Trainer:
     losses plus a boolean `finite` and must not update anything when `finite` is False (use
     `apply_if_finite`); optionally a boolean `applied` (`update_applied`), False when a loss-scale
     optimiser skipped the update, so the step is not counted.
+
+    Under a distributed strategy the trainer is built in ``strategy.scope()`` and `train_step`
+    runs on each replica with its rows of the batch: losses through `scale_loss` (the replica's
+    share of the global-batch loss), decisions through `update_is_finite` / `update_applied` (equal
+    on all replicas), updates through `apply_if_finite` or `distribute.apply_in_sync`.
     """
 
     name = "stage"
