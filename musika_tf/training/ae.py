@@ -248,20 +248,25 @@ class AE2Trainer(_AdversarialAETrainer):
 
     name = "ae2"
     gen_name = "ae2"
+    tuned = ("enc2", "dec2")  # the networks the decoder-side optimiser trains, in this order
 
     def models(self):
         return {"enc": self.ae.encoder, "dec": self.ae.decoder, "enc2": self.ae.encoder2,
                 "dec2": self.ae.decoder2, "critic": self.critic}
 
     def trainable_variables_for(self, name):
-        if name == "ae2":
-            return self.ae.encoder2.trainable_variables + self.ae.decoder2.trainable_variables
+        if name == self.gen_name:
+            networks = self.models()
+            return [v for n in self.tuned for v in networks[n].trainable_variables]
         return super().trainable_variables_for(name)
 
     def decode_crop(self, spec):
+        """ENC (frozen) -> ENC2 -> DEC2 -> DEC -> iSTFT, the `tuned` networks in training mode."""
+        train = {n: n in self.tuned for n in ("enc2", "dec2", "dec")}
         latent1 = unfold(self.ae.encoder(encoder_input(spec), training=False), 2)  # [B,1,chunk,D1]
-        latent1_hat = self.ae.decoder2(self.ae.encoder2(latent1, training=True), training=True)
-        magnitude, phase = self.ae.decoder(fold(latent1_hat, 2), training=False)
+        latent1_hat = self.ae.decoder2(self.ae.encoder2(latent1, training=train["enc2"]),
+                                       training=train["dec2"])
+        magnitude, phase = self.ae.decoder(fold(latent1_hat, 2), training=train["dec"])
         fake_wave = audio_lib.istft(magnitude, phase, self.cfg)
         return fake_wave, {"latent_l1": losses.l1(latent1_hat, latent1)}
 
@@ -281,18 +286,7 @@ class DecoderTuner(AE2Trainer):
 
     name = "decoders"
     gen_name = "decoders"
-
-    def trainable_variables_for(self, name):
-        if name == "decoders":
-            return self.ae.decoder2.trainable_variables + self.ae.decoder.trainable_variables
-        return super().trainable_variables_for(name)
-
-    def decode_crop(self, spec):
-        latent1 = unfold(self.ae.encoder(encoder_input(spec), training=False), 2)  # [B,1,chunk,D1]
-        latent1_hat = self.ae.decoder2(self.ae.encoder2(latent1, training=False), training=True)
-        magnitude, phase = self.ae.decoder(fold(latent1_hat, 2), training=True)
-        fake_wave = audio_lib.istft(magnitude, phase, self.cfg)
-        return fake_wave, {"latent_l1": losses.l1(latent1_hat, latent1)}
+    tuned = ("dec2", "dec")
 
 
 # ---------------------------------------------------------------------------------------------
