@@ -22,16 +22,22 @@ def _gan_dir(run_dir: str) -> str:
                             f"gan/{loop.CHECKPOINT_DIR}/; train it with `train.py --stage gan`")
 
 
-def restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
-    """The GAN networks (float32) of the latest checkpoint in `gan_dir`: ``gen_ema`` and those of
-    ``generator, critic, critic_rec, cond_regressor`` the checkpoint holds, the R1 switch value and the step."""
-    path = tf.train.latest_checkpoint(os.path.join(gan_dir, loop.CHECKPOINT_DIR))
+def gan_networks(preset: Preset) -> dict:
+    """Fresh GAN networks of `preset` by name: generator, critic, gen_ema, and critic_rec /
+    cond_regressor where the preset has them."""
     generator, critic, critic_rec = gan.build_gan(preset)
     models = {"generator": generator, "critic": critic, "gen_ema": gan.build_generator(preset),
               "critic_rec": critic_rec, "cond_regressor": gan.build_condition_regressor(preset)
               if gan.uses_condition_regressor(preset) else None}
+    return {k: m for k, m in models.items() if m is not None}
+
+
+def restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
+    """The GAN networks (float32) of the latest checkpoint in `gan_dir`: ``gen_ema`` and those of
+    ``generator, critic, critic_rec, cond_regressor`` the checkpoint holds, the R1 switch value and the step."""
+    path = tf.train.latest_checkpoint(os.path.join(gan_dir, loop.CHECKPOINT_DIR))
     saved = loop.checkpoint_children(path)
-    models = {k: m for k, m in models.items() if m is not None and (k in saved or k == "gen_ema")}
+    models = {k: m for k, m in gan_networks(preset).items() if k in saved or k == "gen_ema"}
     switch = tf.Variable(-1.0, trainable=False)
     state = {"r1_switch": switch} if "r1_switch" in saved else {}
     status = tf.train.Checkpoint(**models, **state).restore(path).expect_partial()
@@ -85,11 +91,7 @@ def export_from_model(model_dir: str, out_dir: str, autoencoder_dir: str | None 
     from musika_tf.export import has_weights, read_card, read_weights
 
     preset = load_preset(model_dir)
-    generator, critic, critic_rec = gan.build_gan(preset)
-    candidates = {"generator": generator, "critic": critic, "gen_ema": gan.build_generator(preset),
-                  "critic_rec": critic_rec, "cond_regressor": gan.build_condition_regressor(preset)
-                  if gan.uses_condition_regressor(preset) else None}
-    models = {k: m for k, m in candidates.items() if m is not None and has_weights(model_dir, k)}
+    models = {k: m for k, m in gan_networks(preset).items() if has_weights(model_dir, k)}
     if "gen_ema" not in models:
         raise FileNotFoundError(f"{model_dir}: no weights/gen_ema.weights.h5; re-export it from its "
                                 "training run with `python -m musika_tf export RUN OUT`")
