@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import musika_tf  # noqa: F401  (imported before TensorFlow so its TensorFlow settings apply)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
