@@ -186,12 +186,12 @@ def _onednn_enabled() -> bool:
 # Driver
 
 
-def run_worker(setting: str, args, paths: list) -> dict:
+def run_worker(setting: str, args, paths: list, minutes: float = 0.0) -> dict:
     env = dict(os.environ)
     env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     if SETTINGS[setting] is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = SETTINGS[setting]
-    cmd = [sys.executable, __file__, "--worker", "--preset", args.preset, "--minutes", str(args.minutes),
+    cmd = [sys.executable, __file__, "--worker", "--preset", args.preset, "--minutes", str(minutes),
            "--paths", *paths, "--windows", *map(str, args.windows)] + (
         ["--original-long"] if args.original_long else [])
     print(f"[{setting}] {' '.join(paths)}", flush=True)
@@ -264,7 +264,7 @@ def main(argv=None) -> int:
     parser.add_argument("--windows", nargs="+", type=int, default=[1, 5, 10],
                         help="piece lengths in generator windows (default: 1 5 10)")
     parser.add_argument("--minutes", type=float, default=30.0,
-                        help="one more, long piece in minutes (engine; 0: none; default: 30)")
+                        help="one more, long piece in minutes (engine with oneDNN on; 0: none; default: 30)")
     parser.add_argument("--original-long", action="store_true",
                         help="also run the original path for the long piece (holds it all in memory)")
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/ alone")
@@ -278,7 +278,7 @@ def main(argv=None) -> int:
         return 0
     started = time.perf_counter()
     results = {"TF default": run_worker("TF default", args, ["original"]),
-               "oneDNN on": run_worker("oneDNN on", args, ["original", "engine"]),
+               "oneDNN on": run_worker("oneDNN on", args, ["original", "engine"], args.minutes),
                "oneDNN off": run_worker("oneDNN off", args, ["engine"])}
     text = report(results, args, started)
     print(text)
