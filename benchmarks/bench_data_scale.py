@@ -46,6 +46,8 @@ from musika_tf.config import get_preset  # noqa: E402
 from musika_tf.data.latents import LatentWriter  # noqa: E402
 from musika_tf.data.piano import DEFAULT_MINUTES  # noqa: E402
 
+from doc_tables import table, write_between  # noqa: E402
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- data-scale-results:begin -->", "<!-- data-scale-results:end -->"
 SECTION_BEFORE = "## Training step time (CPU)"  # bench_training.py rewrites from there to the end
@@ -302,11 +304,6 @@ def bench_encode(root: str, minutes: list) -> list:
 # Report
 
 
-def table(header: list, rows: list) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
 def report(gan_rows, audio_rows, encode_rows, args) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
@@ -329,18 +326,6 @@ def report(gan_rows, audio_rows, encode_rows, args) -> str:
                "peak anon", "outcome"], audio_rows),
         "**Encoding** one file (`encode_dataset`):",
         table(["file", "path", "peak RSS", "peak anon", "store MB", "s"], encode_rows)])
-
-
-def write_doc(text: str) -> None:
-    """Replace the text between this benchmark's markers in docs/PERFORMANCE.md; the first time,
-    put a section before the training-step section (which bench_training.py rewrites)."""
-    old = DOC.read_text()
-    if BEGIN not in old:
-        block = f"## Data size (one machine)\n\n{BEGIN}\n{END}\n\n"
-        old = old.replace(SECTION_BEFORE, block + SECTION_BEFORE) if SECTION_BEFORE in old else (
-            old.rstrip() + "\n\n" + block)
-    head, rest = old.split(BEGIN, 1)
-    DOC.write_text(head + BEGIN + "\n" + text.strip() + "\n" + END + rest.split(END, 1)[1])
 
 
 def main() -> int:
@@ -370,7 +355,8 @@ def main() -> int:
     text = report(gan_rows, audio_rows, encode_rows, args)
     print(text)
     if not args.no_doc:
-        write_doc(text)
+        write_between(DOC, BEGIN, END, text, heading="## Data size (one machine)",
+                      before=SECTION_BEFORE)
     return 0
 
 

@@ -36,6 +36,8 @@ from musika_tf.graphs import istft_block  # noqa: E402
 from musika_tf.inference import BlockLayout, Engine  # noqa: E402
 from musika_tf.layers import fold  # noqa: E402
 
+from doc_tables import table, write_between  # noqa: E402
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- generation-results:begin -->", "<!-- generation-results:end -->"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -184,21 +186,6 @@ def stage_profile(preset, generator, ae, layout: BlockLayout, repeats: int = 5) 
 # Report
 
 
-def table(header: list, rows: list) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
-def write_doc(text: str) -> None:
-    """Replace the text between the result markers of docs/PERFORMANCE.md (create it if needed)."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    old = DOC.read_text() if DOC.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in old or END not in old:
-        old = old.rstrip() + f"\n\n{BEGIN}\n{END}\n"
-    head, rest = old.split(BEGIN, 1)
-    DOC.write_text(head + BEGIN + "\n" + text.strip() + "\n" + END + rest.split(END, 1)[1])
-
-
 def unit_size_sweep(name: str, preset, generator, ae, seconds: float) -> list:
     """RTF and warm first-block time for several decode-unit sizes (rows of the sweep table)."""
     rows = []
@@ -289,7 +276,7 @@ def main(argv=None) -> int:
         gather("sweep"))] if gather("sweep") else []))
     print(text)
     if not args.no_doc:
-        write_doc(text)
+        write_between(DOC, BEGIN, END, text)
         print(f"wrote {DOC}")
     return 0
 

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from doc_tables import table, write_between
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- vs-original-results:begin -->", "<!-- vs-original-results:end -->"
@@ -199,11 +201,6 @@ def run_worker(setting: str, args, paths: list, minutes: float = 0.0) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def table(header: list, rows: list) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
 def report(results: dict, args, started: float) -> str:
     import platform
 
@@ -249,14 +246,6 @@ def report(results: dict, args, started: float) -> str:
     ])
 
 
-def write_doc(text: str) -> None:
-    old = DOC.read_text() if DOC.exists() else "# Performance\n"
-    if BEGIN not in old:
-        old = old.rstrip() + f"\n\n## Against the original (CPU)\n\n{BEGIN}\n{END}\n"
-    head, rest = old.split(BEGIN, 1)
-    DOC.write_text(head + BEGIN + "\n" + text.strip() + "\n" + END + rest.split(END, 1)[1])
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -283,7 +272,7 @@ def main(argv=None) -> int:
     text = report(results, args, started)
     print(text)
     if not args.no_doc:
-        write_doc(text)
+        write_between(DOC, BEGIN, END, text, heading="## Against the original (CPU)")
         print(f"wrote {DOC}")
     return 0
 
