@@ -3,7 +3,8 @@
 A condition is a float32 curve ``[num_frames]`` in [0, 1], one value per second-level latent
 (``preset.samples_per_latent`` samples each). It enters the generator and critic as extra input
 channels along time (`network_condition`, appended by `gan.append_condition`): density as one
-channel; tempo as three, the value plus the cosine and sine of the beat phase.
+channel, or with ``preset.gan.density_phase`` as three, the value plus the cosine and sine of an
+onset phase; tempo as three, the value plus the cosine and sine of the beat phase.
 
 Note density (``preset.gan.cond == 'density'``): madmom's CNN onset detector -> onset times ->
 Gaussian kernel density (std ``preset.gan.density_bandwidth`` s, edge corrected) evaluated at the
@@ -16,7 +17,18 @@ tempo (parabolically refined), folded by octaves into [TEMPO_MIN, TEMPO_MAX] -> 
 linear over that range, clipped; the curve is constant over a track (ground-truth tempo is used
 when a data set has it). Beside it a latent store keeps the beat phase of every frame
 (`beat_offset`: where madmom's beat activation puts the beats of that tempo); at generation time
-the phase is integrated from the requested tempo (`advance_beat_phase`).
+the phase is integrated from the requested tempo (`advance_phase`).
+
+Onset phase (density models with ``preset.gan.density_phase``): a phase in cycles that advances
+by ``1 / ONSETS_PER_CYCLE`` from one detected onset to the next, linearly in between
+(`onset_phase`), so the networks see where the onsets of the training audio fall, as the beat
+phase shows tempo models where the beats fall. At generation time it advances steadily at the
+requested density (`advance_phase`). A quarter cycle per onset keeps the phase step per latent
+frame under half a cycle (no aliasing) up to ``2 * ONSETS_PER_CYCLE * latent_rate`` onsets/s:
+10.8/s at 22.05 kHz, 5.4/s at 44.1 kHz.
+
+`network_cond(preset)` names the form the networks take: ``'none'``, ``'density'``,
+``'density_phase'`` or ``'tempo'``; the functions below that build network inputs take it.
 
 Both normalisations are fixed module constants, not preset fields, so that every checkpoint and
 the app's 0..1 slider share one mapping (`denormalise_condition` gives the display value).
@@ -36,8 +48,10 @@ TEMPO_MIN = 60.0  # BPM mapped to 0.0 by `normalise_tempo` (and lower edge of oc
 TEMPO_MAX = 200.0  # BPM mapped to 1.0 (and upper edge of octave folding)
 CONDITION_UNITS = {"density": "onsets/s", "tempo": "BPM"}
 # Version of what `stored_conditions` writes per condition (part of a latent store's fingerprint,
-# so a store from an older version is re-encoded): tempo v2 added the beat phase.
-STORED_VERSION = {"none": 1, "density": 1, "tempo": 2}
+# so a store from an older version is re-encoded): tempo v2 added the beat phase, density v2 the
+# onset phase.
+STORED_VERSION = {"none": 1, "density": 2, "tempo": 2}
+ONSETS_PER_CYCLE = 4  # onsets per cycle of the onset phase (density_phase models)
 
 MADMOM_RATE = 44100  # Hz: madmom's onset and beat networks were trained at this rate
 MADMOM_FPS = 100  # activation frames per second of both networks
@@ -203,18 +217,36 @@ def latent_frames(num_samples: int, preset: Preset) -> int:
 
 
 def density_curve(audio: np.ndarray, preset: Preset, num_frames: int | None = None,
-                  normalised: bool = True) -> np.ndarray:
+                  normalised: bool = True, onsets: np.ndarray | None = None) -> np.ndarray:
     """Per-latent-frame note density of audio at the preset's rate -> ``[num_frames]`` float32.
 
     ``num_frames`` defaults to ``len(audio) // samples_per_latent``; values are network inputs in
-    [0, 1] (`normalise_density`) unless ``normalised=False`` (onsets per second).
+    [0, 1] (`normalise_density`) unless ``normalised=False`` (onsets per second). ``onsets``: the
+    audio's `onset_times` when already known.
     """
     sample_rate = preset.audio.sample_rate
     if num_frames is None:
         num_frames = latent_frames(len(audio), preset)
-    density = note_density(onset_times(audio, sample_rate), num_frames, 1.0 / preset.latent_rate,
+    if onsets is None:
+        onsets = onset_times(audio, sample_rate)
+    density = note_density(onsets, num_frames, 1.0 / preset.latent_rate,
                            preset.gan.density_bandwidth, duration_seconds=len(audio) / sample_rate)
     return normalise_density(density) if normalised else density
+
+
+def onset_phase(onsets_seconds: np.ndarray, num_frames: int, frame_seconds: float) -> np.ndarray:
+    """Onset phase in cycles [0, 1) at each frame start ``i * frame_seconds`` -> ``[num_frames]`` float32.
+
+    The phase is ``k / ONSETS_PER_CYCLE`` at the k-th onset (k = 0, 1, ...) and linear between
+    onsets; before the first and after the last onset it stands still (no onsets, no motion).
+    Fewer than two onsets: zeros.
+    """
+    onsets = np.unique(np.asarray(onsets_seconds, np.float64).ravel())
+    if len(onsets) < 2:
+        return np.zeros(num_frames, np.float32)
+    starts = np.arange(num_frames) * frame_seconds
+    phase = np.interp(starts, onsets, np.arange(len(onsets)) / ONSETS_PER_CYCLE)
+    return np.mod(phase, 1.0).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,14 +285,17 @@ def stored_conditions(preset: Preset, audio: np.ndarray, num_frames: int,
                       tempo_bpm: float | None = None) -> dict:
     """The arrays a latent store keeps beside one file's ``num_frames`` latents for ``preset.gan.cond``.
 
-    ``'none'`` -> ``{}``; ``'density'`` -> ``density [num_frames]`` (`density_curve`); ``'tempo'`` ->
+    ``'none'`` -> ``{}``; ``'density'`` -> ``density [num_frames]`` (`density_curve`) and
+    ``onset_phase [num_frames]`` (cycles, `onset_phase`); ``'tempo'`` ->
     ``tempo []`` (normalised), ``tempo_bpm []`` and ``beat_phase [num_frames]`` (cycles, `beat_offset`)
     for `tempo_bpm` when the data set lists it (ground truth), else for `estimate_tempo(audio)`.
     Raises NoBeatsError for a beatless file under tempo conditioning.
     """
     cond, rate = preset.gan.cond, preset.audio.sample_rate
     if cond == "density":
-        return {"density": density_curve(audio, preset, num_frames)}
+        onsets = onset_times(audio, rate)
+        return {"density": density_curve(audio, preset, num_frames, onsets=onsets),
+                "onset_phase": onset_phase(onsets, num_frames, 1.0 / preset.latent_rate)}
     if cond != "tempo":
         return {}
     activation = beat_activation(audio, rate)
@@ -286,38 +321,61 @@ def beat_offset(activation: np.ndarray, bpm: float) -> float:
 # Network inputs
 
 
+def network_cond(preset: Preset) -> str:
+    """The condition's network form: ``preset.gan.cond``, or ``'density_phase'`` for a density
+    model with ``preset.gan.density_phase`` (value plus onset phase)."""
+    cond = preset.gan.cond
+    return "density_phase" if cond == "density" and preset.gan.density_phase else cond
+
+
+# The stored phase array each phased network form reads (`stored_conditions`).
+PHASE_ARRAY = {"density_phase": "onset_phase", "tempo": "beat_phase"}
+
+
 def condition_channels(cond: str) -> int:
-    """Condition channels the generator and critic take: none 0, density 1, tempo 3."""
-    return {"none": 0, "density": 1, "tempo": 3}[cond]
+    """Condition channels the generator and critic take for a `network_cond`: none 0, density 1,
+    density_phase 3, tempo 3."""
+    return {"none": 0, "density": 1, "density_phase": 3, "tempo": 3}[cond]
 
 
-def network_condition(cond: str, values: np.ndarray, beat_phase: np.ndarray | None = None
+def network_condition(cond: str, values: np.ndarray, phase: np.ndarray | None = None
                       ) -> np.ndarray:
     """Network input ``[..., T, condition_channels(cond)]`` float32 from normalised values ``[..., T]``.
 
-    density: the value itself. tempo: ``[value, cos 2 pi phase, sin 2 pi phase]`` with `beat_phase`
-    ``[..., T]`` in cycles (an integer on every beat), so the networks see where the beats fall, not
-    only how fast they are: a steady pulse is then a local pattern the generator can place and the
-    critic can check.
+    `cond` is a `network_cond`. density: the value itself. tempo and density_phase:
+    ``[value, cos 2 pi phase, sin 2 pi phase]`` with `phase` ``[..., T]`` in cycles (the beat or
+    onset phase), so the networks see where the beats or onsets fall, not only how many there are:
+    a pulse is then a local pattern the generator can place and the critic can check.
     """
     values = np.asarray(values, np.float32)
     if cond == "density":
         return values[..., None]
-    if cond != "tempo":
+    if cond not in PHASE_ARRAY:
         raise ValueError(f"no network condition for cond={cond!r}")
-    if beat_phase is None:
-        raise ValueError("the tempo condition needs the beat phase of every frame")
-    angle = 2.0 * np.pi * np.asarray(beat_phase, np.float64)
+    if phase is None:
+        raise ValueError(f"the {cond} condition needs the phase of every frame")
+    angle = 2.0 * np.pi * np.asarray(phase, np.float64)
     return np.stack([values, np.cos(angle), np.sin(angle)], axis=-1).astype(np.float32)
 
 
-def advance_beat_phase(values: np.ndarray, start: float, frame_seconds: float) -> tuple:
-    """Beat phase of consecutive frames with normalised tempi `values` ``[T]``, the first at `start`.
+def phase_rate(cond: str, values: np.ndarray) -> np.ndarray:
+    """Phase speed in cycles per second of a phased `network_cond` at normalised `values`:
+    tempo BPM / 60 (one cycle per beat); density_phase onsets/s / ONSETS_PER_CYCLE."""
+    if cond == "tempo":
+        return tempo_from_normalised(values) / 60.0
+    if cond == "density_phase":
+        return density_to_onsets_per_second(values) / ONSETS_PER_CYCLE
+    raise ValueError(f"cond={cond!r} has no phase")
+
+
+def advance_phase(cond: str, values: np.ndarray, start: float, frame_seconds: float) -> tuple:
+    """Phase of consecutive frames with normalised `values` ``[T]``, the first at `start`.
 
     Returns ``(phase [T] float64 cycles, phase of the frame after the last)``; each frame advances
-    the phase by its tempo in beats per frame, so a tempo change bends the beat grid without a jump.
+    the phase by `phase_rate` times `frame_seconds`, so a change of tempo or density bends the grid
+    without a jump.
     """
-    steps = tempo_from_normalised(values) / 60.0 * frame_seconds
+    steps = phase_rate(cond, values) * frame_seconds
     phase = start + np.concatenate([[0.0], np.cumsum(steps)])
     return np.mod(phase[:-1], 1.0), float(np.mod(phase[-1], 1.0))
 
@@ -326,12 +384,12 @@ def generation_condition(cond: str, values: np.ndarray, start_phase: float,
                          frame_seconds: float) -> tuple:
     """Network condition for generating consecutive frames with normalised `values` ``[T]``.
 
-    Returns ``(network condition [T, K], beat phase after the last frame)``: tempo integrates the
-    beat phase from `start_phase` (`advance_beat_phase`); density passes the phase through.
+    `cond` is a `network_cond`. Returns ``(network condition [T, K], phase after the last frame)``:
+    phased forms integrate the phase from `start_phase` (`advance_phase`); density passes it through.
     """
-    if cond != "tempo":
+    if cond not in PHASE_ARRAY:
         return network_condition(cond, values), start_phase
-    phase, after = advance_beat_phase(values, start_phase, frame_seconds)
+    phase, after = advance_phase(cond, values, start_phase, frame_seconds)
     return network_condition(cond, values, phase), after
 
 

@@ -86,6 +86,9 @@ class GANConfig:
     cond: str = _f("none", "conditioning signal: none, density (note density) or tempo",
                    choices=("none", "density", "tempo"))
     density_bandwidth: float = _f(1.0, "density condition: std of the Gaussian onset kernel in seconds")
+    density_phase: bool = _f(False, "density condition: also give the networks an onset phase "
+                             "(cos, sin; a quarter cycle per onset), as tempo models get the beat "
+                             "phase, so that the requested density sets where notes start")
     critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
     condition_loss_weight: float = _f(
         0.0, "conditioned models: weight of an auxiliary condition regressor's error on generated "
@@ -288,12 +291,12 @@ _CPU_AE = dict(
 )
 PIANO_CPU = _register(
     TINY.with_overrides(name="piano-cpu", **_CPU_AE, base_channels=32, coorddepth=32, cond="density",
-                        condition_loss_weight=10.0, max_lat_len=256, batch_size=16, lr=1e-4,
+                        density_phase=True, condition_loss_weight=10.0, max_lat_len=256, batch_size=16, lr=1e-4,
                         ae1_steps=19000, phase1_steps=16000, ae2_steps=3000, steps=400_000,
                         save_every=1000, log_every=50, spec_critic_widths=(16, 32, 32, 64))
 )
 # Tempo needs no regressor: the beat phase it is given makes the pulse a local pattern.
-TECHNO_CPU = _register(PIANO_CPU.with_overrides(name="techno-cpu", cond="tempo",
+TECHNO_CPU = _register(PIANO_CPU.with_overrides(name="techno-cpu", cond="tempo", density_phase=False,
                                                 condition_loss_weight=0.0))
 
 DEFAULT_PRESET = "musika44"

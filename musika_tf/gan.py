@@ -135,8 +135,9 @@ def append_condition(x, curve):
 
 
 def condition_channels(preset: Preset) -> int:
-    """Extra input channels for conditioning: none 0, density 1, tempo 3 (value, beat phase)."""
-    return conditioning.condition_channels(preset.gan.cond)
+    """Extra input channels for conditioning: none 0, density 1, tempo and density with
+    ``gan.density_phase`` 3 (value, cos and sin of the phase)."""
+    return conditioning.condition_channels(conditioning.network_cond(preset))
 
 
 def coordinate_channels(preset: Preset) -> int:

@@ -15,6 +15,7 @@ import tensorflow as tf
 from . import audio as audio_lib
 from . import stateless
 from .autoencoder import latents_per_chunk, reseed_decoders
+from .conditioning import network_cond
 from .config import Preset
 from .gan import append_condition, condition_channels
 from .layers import fold, reseed_noise
@@ -127,7 +128,8 @@ class InferenceGraphs:
 
     - ``generate_windows(coordinates [W, latlen, 2cd] (, condition [W, latlen, K]), seed int64 [])
       -> latents [W, latlen, 2D]``; the condition is the network condition
-      (`musika_tf.conditioning.network_condition`: density K=1, tempo K=3 with the beat phase)
+      (`musika_tf.conditioning.network_condition`: density K=1; tempo, and density with
+      `gan.density_phase`, K=3 with the beat or onset phase)
     - ``decode_spectrogram(latents [T, 2D], seed) -> {magnitude, phase}`` each ``[2, T*fpl, bins]``
     - ``decode_block(latents [T, 2D], carry [2, 3, 4*hop], seed) -> {audio [T*fpl*hop, 2],
       carry [2, 3, 4*hop]}``: the streaming step (audio clipped to [-1, 1])
@@ -272,7 +274,7 @@ class InferenceGraphs:
             latents = self._generate(coords, noise_seed)
         else:
             values = tf.fill([windows * p.gan.latlen], condition)
-            features, phase = stateless.condition_features(p.gan.cond, 1.0 / p.latent_rate,
+            features, phase = stateless.condition_features(network_cond(p), 1.0 / p.latent_rate,
                                                            values, phase)
             latents = self._generate_conditional(
                 coords, tf.reshape(features, [windows, p.gan.latlen, -1]), noise_seed)

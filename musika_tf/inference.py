@@ -59,7 +59,7 @@ import numpy as np
 import soundfile as sf
 
 from . import stateless
-from .conditioning import generation_condition
+from .conditioning import generation_condition, network_cond
 from .config import Preset
 from .coordinates import inference_coordinates
 from .export import load_exported, load_networks
@@ -127,9 +127,10 @@ class NumpySampler:
         return np.int64(unit_seed(self.seed, stream, index))
 
     def condition(self, values: np.ndarray, phase: float) -> tuple:
-        """Normalised values ``[T]`` from beat phase `phase` -> (network condition ``[T, K]``,
-        phase after them)."""
-        return generation_condition(self.preset.gan.cond, values, phase, 1.0 / self.preset.latent_rate)
+        """Normalised values ``[T]`` from beat or onset phase `phase` -> (network condition
+        ``[T, K]``, phase after them)."""
+        return generation_condition(network_cond(self.preset), values, phase,
+                                    1.0 / self.preset.latent_rate)
 
 
 class StatelessSampler(NumpySampler):

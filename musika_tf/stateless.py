@@ -19,7 +19,7 @@ from functools import partial
 
 import tensorflow as tf
 
-from .conditioning import TEMPO_MAX, TEMPO_MIN
+from .conditioning import DENSITY_MAX, ONSETS_PER_CYCLE, PHASE_ARRAY, TEMPO_MAX, TEMPO_MIN, network_cond
 from .config import Preset
 from .coordinates import V22_MIN_ANCHOR_BOUND, inference_geometry
 
@@ -76,20 +76,30 @@ def block_coordinates(preset: Preset, windows: int, seed, block, bound) -> tf.Te
     return tf.reshape(tf.cast(coords, tf.float32), [windows, geo.latlen, 2 * cd])
 
 
+def phase_rate(cond: str, values):
+    """Graph form of `conditioning.phase_rate`: normalised values float64 ``[T]`` -> cycles/s."""
+    values = tf.clip_by_value(values, 0.0, 1.0)
+    if cond == "tempo":
+        return (TEMPO_MIN + values * (TEMPO_MAX - TEMPO_MIN)) / 60.0
+    if cond == "density_phase":
+        return tf.math.expm1(values * math.log1p(DENSITY_MAX)) / ONSETS_PER_CYCLE
+    raise ValueError(f"cond={cond!r} has no phase")
+
+
 def condition_features(cond: str, frame_seconds: float, values, start_phase) -> tuple:
-    """Graph form of `conditioning.generation_condition`: normalised values float32 ``[T]`` and the
-    beat phase float64 ``[]`` of the first frame -> ``(network condition float32 [T, K], phase after
-    the last frame)``; only tempo advances the phase."""
+    """Graph form of `conditioning.generation_condition` for a `conditioning.network_cond`:
+    normalised values float32 ``[T]`` and the beat or onset phase float64 ``[]`` of the first frame
+    -> ``(network condition float32 [T, K], phase after the last frame)``; density (without phase)
+    passes the phase through."""
     values = tf.convert_to_tensor(values, tf.float32)
     start_phase = tf.convert_to_tensor(start_phase, tf.float64)
     if cond == "density":
         return values[:, None], start_phase
-    if cond != "tempo":
+    if cond not in PHASE_ARRAY:
         raise ValueError(f"no network condition for cond={cond!r}")
     value64 = tf.cast(values, tf.float64)
-    bpm = TEMPO_MIN + tf.clip_by_value(value64, 0.0, 1.0) * (TEMPO_MAX - TEMPO_MIN)
     phase = start_phase + tf.concat([tf.zeros([1], tf.float64),
-                                     tf.cumsum(bpm / 60.0 * frame_seconds)], axis=0)
+                                     tf.cumsum(phase_rate(cond, value64) * frame_seconds)], axis=0)
     angle = 2.0 * math.pi * tf.math.floormod(phase[:-1], 1.0)
     features = tf.stack([value64, tf.cos(angle), tf.sin(angle)], axis=-1)
     return tf.cast(features, tf.float32), tf.math.floormod(phase[-1], 1.0)
@@ -111,7 +121,7 @@ class StatelessDraws:
             input_signature=[scalar(tf.int64), scalar(tf.int64), scalar(tf.float32)])
         self._unit_seed = tf.function(unit_seed, autograph=False,
                                       input_signature=[scalar(tf.int64)] * 3)
-        self.cond = preset.gan.cond
+        self.cond = network_cond(preset)
         if self.cond != "none":
             self.condition = tf.function(
                 partial(condition_features, self.cond, 1.0 / preset.latent_rate), autograph=False,

@@ -171,12 +171,33 @@ def test_stored_density_uses_detected_onsets(monkeypatch):
     seconds_per_frame = PIANO.samples_per_latent / PIANO.audio.sample_rate
     audio = np.zeros((PIANO.samples_per_latent * 100 + 17, 2), np.float32)
     stored = C.stored_conditions(PIANO, audio, 100)
-    assert list(stored) == ["density"]
+    assert list(stored) == ["density", "onset_phase"]
     curve = stored["density"]
     assert curve.shape == (100,) and curve.dtype == np.float32
     np.testing.assert_allclose(curve[40:60], C.normalise_density(4.0), rtol=0.01)
     assert C.stored_conditions(PIANO, audio, 12)["density"].shape == (12,)
     assert 100 * seconds_per_frame < 30.0  # the fake onsets cover the whole audio
+    # 4 onsets/s, a quarter cycle each: the phase runs at one cycle per second
+    steps = np.diff(np.unwrap(2 * np.pi * stored["onset_phase"].astype(np.float64))) / (2 * np.pi)
+    np.testing.assert_allclose(steps[1:], seconds_per_frame * 4.0 / C.ONSETS_PER_CYCLE, atol=1e-5)
+    assert stored["onset_phase"][0] == 0.0  # still before the first onset (0.125 s)
+
+
+def test_onset_phase_marks_every_onset_and_stands_still_outside_them():
+    frame = 0.05
+    onsets = np.array([1.0, 1.5, 3.5, 3.75])
+    phase = C.onset_phase(onsets, 100, frame).astype(np.float64)
+    times = np.arange(100) * frame
+    for k, t in enumerate(onsets):  # the k-th onset at phase k / ONSETS_PER_CYCLE
+        assert phase[int(round(t / frame))] == pytest.approx((k / C.ONSETS_PER_CYCLE) % 1.0, abs=1e-6)
+    assert (phase[times < 1.0] == 0.0).all()
+    assert np.ptp(phase[times > 3.75]) == 0.0
+    unwrapped = np.unwrap(2 * np.pi * phase) / (2 * np.pi)
+    assert (np.diff(unwrapped) >= -1e-9).all()  # never runs backwards
+    # between onsets 1.5 s and 3.5 s a quarter cycle takes 2 s: slow where notes are sparse
+    inside = (times > 1.5) & (times < 3.5)
+    np.testing.assert_allclose(np.diff(unwrapped[inside]), frame / 2.0 / C.ONSETS_PER_CYCLE, atol=1e-6)
+    np.testing.assert_array_equal(C.onset_phase(np.array([2.0]), 5, frame), np.zeros(5))
 
 
 @pytest.mark.parametrize("late", [0.0, 0.13, 0.31])
@@ -215,17 +236,23 @@ def test_network_condition_channels():
     assert C.network_condition("density", values).shape == (1, 3, 1)
     tempo = C.network_condition("tempo", values, np.array([[0.0, 0.25, 0.5]]))
     np.testing.assert_allclose(tempo[0], [[0.2, 1, 0], [0.4, 0, 1], [0.6, -1, 0]], atol=1e-6)
-    assert [C.condition_channels(c) for c in ("none", "density", "tempo")] == [0, 1, 3]
-    with pytest.raises(ValueError, match="beat phase"):
+    assert [C.condition_channels(c) for c in ("none", "density", "density_phase", "tempo")] \
+        == [0, 1, 3, 3]
+    with pytest.raises(ValueError, match="phase"):
         C.network_condition("tempo", values)
+    with pytest.raises(ValueError, match="phase"):
+        C.network_condition("density_phase", values)
+    assert C.network_cond(PIANO) == "density" and C.network_cond(TECHNO) == "tempo"
+    assert C.network_cond(PIANO.with_overrides(density_phase=True)) == "density_phase"
+    assert C.network_cond(TECHNO.with_overrides(density_phase=True)) == "tempo"
 
 
 def test_beat_phase_runs_on_across_calls_and_follows_the_tempo():
     frame = 0.1
     values = C.normalise_tempo(np.r_[np.full(7, 120.0), np.full(5, 150.0)])
-    whole, end = C.advance_beat_phase(values, 0.3, frame)
-    first, middle = C.advance_beat_phase(values[:4], 0.3, frame)
-    second, end2 = C.advance_beat_phase(values[4:], middle, frame)
+    whole, end = C.advance_phase("tempo", values, 0.3, frame)
+    first, middle = C.advance_phase("tempo", values[:4], 0.3, frame)
+    second, end2 = C.advance_phase("tempo", values[4:], middle, frame)
     np.testing.assert_allclose(np.r_[first, second], whole, atol=1e-9)
     assert end == pytest.approx(end2)
     steps = np.diff(np.unwrap(2 * np.pi * whole)) / (2 * np.pi)
@@ -234,6 +261,17 @@ def test_beat_phase_runs_on_across_calls_and_follows_the_tempo():
     assert features.shape == (12, 3) and after == pytest.approx(end)
     density, phase = C.generation_condition("density", values, 0.3, frame)
     assert density.shape == (12, 1) and phase == 0.3
+
+
+def test_onset_phase_advances_at_the_requested_density():
+    frame = 0.1
+    values = C.normalise_density(np.r_[np.full(6, 2.0), np.full(6, 8.0)])
+    features, after = C.generation_condition("density_phase", values, 0.1, frame)
+    assert features.shape == (12, 3)
+    np.testing.assert_allclose(features[:, 0], values)
+    unwrapped = np.unwrap(np.arctan2(features[:, 2], features[:, 1])) / (2 * np.pi)
+    np.testing.assert_allclose(np.diff(unwrapped), np.r_[np.full(6, 0.05), np.full(5, 0.2)], atol=1e-6)
+    assert after == pytest.approx((0.1 + 6 * 0.05 + 6 * 0.2) % 1.0)
 
 
 def test_constant_condition_normalises_user_values():

@@ -398,10 +398,11 @@ def _step_blocks(backend, count: int, seed: int, bound: float, condition=None) -
     return blocks
 
 
-@pytest.mark.parametrize("cond", ["none", "density", "tempo"])
-def test_stream_step_equals_the_engine_stream(cond):
+@pytest.mark.parametrize("cond, phased", [("none", False), ("density", False), ("density", True),
+                                           ("tempo", False)])
+def test_stream_step_equals_the_engine_stream(cond, phased):
     """The whole step in one graph == the host loop, block for block, across generator blocks."""
-    preset = get_preset("tiny", cond=cond)
+    preset = get_preset("tiny", cond=cond, density_phase=phased)
     engine = Engine.from_models(preset, *_models(preset))
     condition = None if cond == "none" else 0.3
     stream = engine.stream(seed=5, bound=1.3, condition=condition)

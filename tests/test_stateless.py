@@ -70,7 +70,7 @@ def test_unit_seeds_are_31_bit_and_keyed_by_stream_and_index():
 def test_condition_features_equal_the_numpy_ones():
     values = np.linspace(0.2, 0.9, 300).astype(np.float32)
     frame = 1.0 / TINY.latent_rate
-    for cond in ("density", "tempo"):
+    for cond in ("density", "density_phase", "tempo"):
         features, phase = S.condition_features(cond, frame, values, np.float64(0.3))
         expected, expected_phase = generation_condition(cond, values, 0.3, frame)
         np.testing.assert_allclose(features.numpy(), expected, atol=1e-5)

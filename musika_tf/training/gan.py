@@ -61,20 +61,23 @@ DecodeFn = Callable[[np.ndarray], np.ndarray]
 def stored_condition(arrays: dict, cond: str) -> np.ndarray:
     """Network condition ``[T, K]`` (`conditioning.network_condition`) of one stored entry.
 
-    density: the stored per-frame curve; tempo: the stored scalar repeated, with the stored beat
+    `cond` is a `conditioning.network_cond`. density: the stored per-frame curve; density_phase:
+    that curve with the stored onset phase; tempo: the stored scalar repeated, with the stored beat
     phase of every frame. Stores written by `musika_tf.encoding` hold the values normalised.
     """
     length = len(arrays["latents"])
-    needed = {"density": ["density"], "tempo": ["tempo", "beat_phase"]}[cond]
+    value = "tempo" if cond == "tempo" else "density"
+    phase = conditioning.PHASE_ARRAY.get(cond)
+    needed = [value] + ([phase] if phase else [])
     missing = [name for name in needed if name not in arrays]
     if missing:
-        raise ValueError(f"preset asks for cond={cond!r} but a latent store entry has no "
+        raise ValueError(f"preset asks for a {cond} condition but a latent store entry has no "
                          f"{', '.join(missing)} array; re-encode the data with this version "
                          "(delete the run's latents/ folder)")
-    if cond == "density":
-        return conditioning.network_condition(cond, np.asarray(arrays["density"], np.float32)[:length])
-    tempo = np.full(length, float(arrays["tempo"]), np.float32)
-    return conditioning.network_condition(cond, tempo, np.asarray(arrays["beat_phase"])[:length])
+    values = np.asarray(arrays[value], np.float32)
+    values = np.full(length, float(values), np.float32) if values.ndim == 0 else values[:length]
+    return conditioning.network_condition(
+        cond, values, None if phase is None else np.asarray(arrays[phase])[:length])
 
 
 class LatentCrops:
@@ -102,7 +105,7 @@ class LatentCrops:
     @classmethod
     def from_store(cls, folder: str, preset: Preset, split: str = "train") -> "LatentCrops":
         """Crops of every `split` entry of the latent store in `folder` (memory-mapped)."""
-        return cls(mapped_entries(folder, split), preset.gan.latlen, preset.gan.cond)
+        return cls(mapped_entries(folder, split), preset.gan.latlen, conditioning.network_cond(preset))
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> tuple:
         """``(latents [B, latlen, 2D] float32, conditions [B, latlen, K] float32 or None)``."""
@@ -376,7 +379,8 @@ def generate_preview(preset: Preset, generator: keras.Model, n: int = PREVIEW_WI
 def constant_network_condition(preset: Preset, value: float, frames: int) -> np.ndarray:
     """Network condition ``[frames, K]`` of a constant normalised `value` (tempo: phase from 0)."""
     values = np.full(frames, value, np.float32)
-    return conditioning.generation_condition(preset.gan.cond, values, 0.0, 1.0 / preset.latent_rate)[0]
+    return conditioning.generation_condition(conditioning.network_cond(preset), values, 0.0,
+                                             1.0 / preset.latent_rate)[0]
 
 
 # ---------------------------------------------------------------------------------------------
