@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from musika_tf import conditioning
 from musika_tf import coordinates as C
 from musika_tf import gan
 from musika_tf.config import PRESETS, get_preset
@@ -22,7 +23,10 @@ def _inputs(preset, batch: int = 2, seed: int = 0):
     latents = np.random.default_rng(seed).uniform(-1, 1, (batch, 1, preset.gan.latlen,
                                                           preset.stereo_latent_dim)).astype(np.float32)
     if gan.condition_channels(preset):
-        curve = np.linspace(0, 1, batch * preset.gan.latlen, dtype=np.float32).reshape(batch, -1)
+        values = np.linspace(0, 1, batch * preset.gan.latlen, dtype=np.float32).reshape(batch, -1)
+        kind = conditioning.network_cond(preset)
+        curve = conditioning.network_condition(
+            kind, values, None if kind == "density" else np.cumsum(values, axis=-1) * 0.1)
         coords = gan.append_condition(coords, curve).numpy()
         latents = gan.append_condition(latents, curve).numpy()
     return coords, latents
@@ -66,7 +70,9 @@ def test_shapes_every_preset(name, cond):
     gen, critic, rec = gan.build_gan(preset.with_overrides(critic_reconstruction=True))
     coords, latents = _inputs(preset)
     latlen, stereo = preset.gan.latlen, preset.stereo_latent_dim
-    assert coords.shape == (2, latlen, 2 * preset.gan.coorddepth + (cond != "none"))
+    assert coords.shape == (2, latlen, 2 * preset.gan.coorddepth + gan.condition_channels(preset))
+    assert gan.condition_channels(preset) == {"none": 0, "density": 1, "density_phase": 3}[
+        conditioning.network_cond(preset)]
     out = gen(coords, training=False)
     assert out.shape == (2, 1, latlen, stereo) and np.isfinite(out.numpy()).all()
     logit, feats = critic(latents, training=False)
