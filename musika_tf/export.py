@@ -35,7 +35,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from .conditioning import CONDITION_UNITS, DENSITY_MAX, TEMPO_MAX, TEMPO_MIN
+from .conditioning import CONDITION_UNITS, DENSITY_MAX, TEMPO_MAX, TEMPO_MIN, network_cond
 from .config import PRESET_FILENAME, Preset, load_preset, save_preset
 from .autoencoder import Autoencoder
 from .files import recover_folder, replace_folder
@@ -70,8 +70,8 @@ def _card(preset: Preset, layout: BlockLayout, signatures: list, card: dict) -> 
             f"{cond} in {CONDITION_UNITS[cond]}, normalised to [0, 1] by "
             "musika_tf.conditioning.normalise_condition, one value per latent frame; the "
             "generate_windows signature takes musika_tf.conditioning.network_condition of it"
-            + (" with the onset phase (preset gan.density_phase)" if preset.gan.density_phase
-               and cond == "density" else "")
+            + (" with the onset phase (preset gan.density_phase)"
+               if network_cond(preset) == "density_phase" else "")
             + (", stream_step the normalised value itself" if "stream_step" in signatures else "")),
         "latent_rate_hz": preset.latent_rate,
         "window_seconds": window_seconds(preset),
