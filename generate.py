@@ -147,14 +147,24 @@ def _sink(path: str, rate: int):
         yield write
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _StopRequest:
+    """SIGINT/SIGTERM handler for the stream: the first signal asks the loop to stop after the
+    block being made (checked between blocks, so the exception cannot land inside a library call
+    that swallows it); a second one stops at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def stream(args: argparse.Namespace) -> tuple[str, int, int]:
     """Write the endless stream of `args.seed` until interrupted or `args.seconds`; returns (path,
-    samples written, sample rate). SIGTERM is handled as Ctrl-C (SIGINT): the block being made is dropped and the
-    file closed."""
+    samples written, sample rate). SIGINT (Ctrl-C) and SIGTERM stop it: the block being made is
+    dropped and the file closed with a valid header."""
     from musika_tf.inference import num_samples
 
     path = stream_path(args)
@@ -162,7 +172,8 @@ def stream(args: argparse.Namespace) -> tuple[str, int, int]:
     audio = engine.stream(args.seed, args.truncation, condition)
     if args.seconds:
         audio = audio.read(num_samples(engine.preset, args.seconds))
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    stop = _StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     written = 0
     try:
         with _sink(path, engine.sample_rate) as write:
@@ -171,12 +182,15 @@ def stream(args: argparse.Namespace) -> tuple[str, int, int]:
                       file=sys.stderr)
             try:
                 for block in audio:
+                    if stop.requested:
+                        break
                     write(block)
                     written += len(block)
             except (KeyboardInterrupt, BrokenPipeError):
                 pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return path, written, engine.sample_rate
 
 

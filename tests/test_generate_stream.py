@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import generate  # the top-level face (the repository root is on sys.path under pytest)
 from musika_tf.conditioning import normalise_condition
 from musika_tf.inference import Engine
 from tests.conftest import REPO
@@ -81,3 +82,12 @@ def test_stream_to_stdout_is_raw_float32_stereo(model, engine):
     audio = np.frombuffer(done.stdout, "<f4").reshape(-1, 2)
     assert len(audio) == 2 * engine.sample_rate
     _check_audio(audio, engine)
+
+
+def test_a_second_interrupt_stops_at_once():
+    """The first signal asks for a stop between blocks; a second one raises straight away."""
+    stop = generate._StopRequest()
+    stop(signal.SIGINT, None)
+    assert stop.requested
+    with pytest.raises(KeyboardInterrupt):
+        stop(signal.SIGTERM, None)
