@@ -159,7 +159,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .evaluation.harness import Settings, evaluate
     from .evaluation.report import write_report
 
-    settings = Settings(samples=args.samples, seconds=args.seconds, seed=args.seed)
+    settings = Settings(samples=args.samples, seconds=args.seconds, seed=args.seed,
+                        bound=args.truncation)
     out = args.out or os.path.join("evaluations", os.path.basename(os.path.normpath(args.model)))
     report = evaluate(args.model, args.data, settings)
     paths = write_report(report, out)
@@ -192,6 +193,9 @@ def _add_evaluate_verb(verbs) -> None:
     p.add_argument("--seconds", type=float, default=Settings.seconds,
                    help=f"length of each generated piece and real excerpt (default {Settings.seconds:g})")
     p.add_argument("--seed", type=int, default=Settings.seed, help="first generation seed (default 0)")
+    p.add_argument("--truncation", type=float, default=Settings.bound,
+                   help="truncation bound of the generator's noise for every generated piece, as "
+                        f"generate.py --truncation (default {Settings.bound:g})")
     p.add_argument("--out", default=None, help="report folder (default evaluations/MODEL_NAME)")
     p.set_defaults(func=_evaluate)
 

@@ -61,6 +61,7 @@ def test_evaluate_writes_every_section(plain_model, data_dir, tmp_path):
     assert report["condition"]["tempo"].startswith("not applicable")
     assert report["condition"]["density"].startswith("not applicable")
     assert report["seams"]["generated"] > 0 and report["seams"]["real_audio"] > 0
+    assert report["seams"]["pieces"] == QUICK.seam_pieces and "generated_stderr" in report["seams"]
     assert set(report["autoencoder"]) == {"level1", "level2"}
     assert report["speed"]["real_time_factor"] > 0
     paths = write_report(report, str(tmp_path / "out"))
@@ -68,6 +69,7 @@ def test_evaluate_writes_every_section(plain_model, data_dir, tmp_path):
     assert saved["fad"]["generated"]["value"] == pytest.approx(report["fad"]["generated"]["value"])
     text = open(paths["markdown"]).read()
     assert "FAD-inf" in text and "seam ratio" in text and "spectrograms.png" in text
+    assert f"truncation {QUICK.bound:g}." in text
     assert (tmp_path / "out" / "spectrograms.png").stat().st_size > 0
     doc = tmp_path / "EVALUATION.md"
     doc.write_text(f"intro\n{TABLE_START}\nold\n{TABLE_END}\noutro\n")
@@ -100,3 +102,15 @@ def test_cli_errors_name_the_problem(plain_model, data_dir, tmp_path, capsys):
     sf.write(short / "b.wav", _clicks(120, 4.0, 1), RATE)
     with pytest.raises(EvaluationError, match="too little audio"):
         evaluate(plain_model, str(short), QUICK)
+
+
+def test_cli_truncation_reaches_the_settings(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_evaluate(model, data, settings):
+        seen["settings"] = settings
+        raise EvaluationError("stop here")
+
+    monkeypatch.setattr("musika_tf.evaluation.harness.evaluate", fake_evaluate)
+    assert cli.main(["evaluate", "--model", str(tmp_path), "--data", "x", "--truncation", "1.25"]) == 2
+    assert seen["settings"].bound == 1.25

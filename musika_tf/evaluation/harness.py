@@ -52,7 +52,7 @@ class Settings:
     seed: int = 0
     bound: float = DEFAULT_BOUND  # variety / truncation of generated pieces
     grid_repeats: int = 3  # generated pieces per condition grid point
-    seam_pieces: int = 4  # long pieces for the seam metric
+    seam_pieces: int = 8  # long pieces for the seam metric (6 joins each)
     max_reference: int = 96  # cap on reference (and training) excerpts
     recon_excerpts: int = 16  # excerpts for the autoencoder distances
 
@@ -222,9 +222,16 @@ def seam_section(engine: Engine, settings: Settings, held_out: list,
         naive.append(seams.seam_ratio(cut, seams.window_joins(len(cut), join)))
     real = [seams.seam_ratio(audio, seams.window_joins(len(audio), join)) for _, audio in
             datasets.iter_audio(held_out[: settings.seam_pieces], rate, 2 * join)]
-    return {"join_every_seconds": join / rate,
-            "generated": float(np.mean(gen)), "naive_concatenation": float(np.mean(naive)),
-            "real_audio": float(np.mean(real)) if real else None}
+    out = {"join_every_seconds": join / rate, "pieces": len(gen)}
+    for name, ratios in (("generated", gen), ("naive_concatenation", naive), ("real_audio", real)):
+        out[name] = float(np.mean(ratios)) if ratios else None
+        out[f"{name}_stderr"] = _stderr(ratios)
+    return out
+
+
+def _stderr(values: list) -> float | None:
+    """Standard error of the mean of `values` (None for fewer than two)."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
 
 
 def speed_section(engine: Engine, seed: int) -> dict:

@@ -15,6 +15,13 @@ JSON_NAME, MD_NAME = "report.json", "report.md"
 SPECTROGRAMS, CONDITION_PLOT = "spectrograms.png", "condition.png"
 
 
+def _seam_rows(seams_: dict) -> list[str]:
+    labels = {"generated": "**generated**", "naive_concatenation": "independent windows concatenated",
+              "real_audio": "real audio"}
+    return [f"| {label} | {_fmt(seams_[name])} | {_fmt(seams_.get(name + '_stderr'), 2)} |"
+            for name, label in labels.items()]
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -63,15 +70,14 @@ def markdown(report: dict) -> str:
              f"Model `{report['model']}`, data `{report['data']}`; "
              f"{report['reference_excerpts']} held-out and {report['training_excerpts']} training "
              f"excerpts of {report['settings']['seconds']:g} s; {report['settings']['samples']} "
-             f"generated pieces; seed {report['settings']['seed']}.", "",
+             f"generated pieces; seed {report['settings']['seed']}; truncation "
+             f"{report['settings']['bound']:g}.", "",
              "## Frechet Audio Distance", "", f"Embedding: {report['fad']['embedding']}.", "",
              *_fad_rows(report["fad"]), "", "## Condition control", "",
              *_condition_rows(report["condition"]), "", "## Seams", "",
              f"Spectral-flux ratio at joins every {seams_['join_every_seconds']:.2f} s (1 = no seam).", "",
-             "| audio | seam ratio |", "|---|---|",
-             f"| **generated** | {_fmt(seams_['generated'])} |",
-             f"| independent windows concatenated | {_fmt(seams_['naive_concatenation'])} |",
-             f"| real audio | {_fmt(seams_['real_audio'])} |", "",
+             "| audio | seam ratio | +- (s.e. over pieces) |", "|---|---|---|",
+             *_seam_rows(seams_), "",
              "## Autoencoder reconstruction", "",
              "| level | multi-scale spectral distance | log-spectral distance (dB) | spectral convergence |",
              "|---|---|---|---|"]
