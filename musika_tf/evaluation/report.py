@@ -18,7 +18,7 @@ SPECTROGRAMS, CONDITION_PLOT = "spectrograms.png", "condition.png"
 def _seam_rows(seams_: dict) -> list[str]:
     labels = {"generated": "**generated**", "naive_concatenation": "independent windows concatenated",
               "real_audio": "real audio"}
-    return [f"| {label} | {_fmt(seams_[name])} | {_fmt(seams_.get(name + '_stderr'), 2)} |"
+    return [f"| {label} | {_fmt(seams_[name])} | {_fmt(seams_[name + '_stderr'], 2)} |"
             for name, label in labels.items()]
 
 
