@@ -89,6 +89,12 @@ class GANConfig:
     density_phase: bool = _f(False, "density condition: also give the networks an onset phase "
                              "(cos, sin; a quarter cycle per onset), as tempo models get the beat "
                              "phase, so that the requested density sets where notes start")
+    critic_translation: float = _f(
+        0.0, "DiffAugment of the critic's input (musika_tf.training.augment): shift every real and "
+             "generated window in time by up to this fraction of latlen, zeros shifted in (0 = off)")
+    critic_cutout: float = _f(
+        0.0, "DiffAugment of the critic's input: zero one random span of this fraction of latlen in "
+             "every real and generated window (0 = off)")
     critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
     condition_loss_weight: float = _f(
         0.0, "conditioned models: weight of an auxiliary condition regressor's error on generated "

@@ -18,6 +18,9 @@ One step (simultaneous G and D update from one forward pass):
   condition value of every frame from latents alone; ``+ w * mse(R(real), c_real)`` in ``L_D`` (R is
   trained by the critic's optimiser, on real windows only) and ``+ w * mse(R(fake), c_requested)``
   in ``L_G``, so a generator that ignores the requested condition pays for it (AC-GAN style).
+- With ``critic_translation`` / ``critic_cutout`` > 0: every window the critic sees, real or
+  generated, is first augmented (`augment`, DiffAugment), against a critic that memorises a small
+  training set.
 - The EMA generator (a separate model, checkpointed, used for previews and export) moves towards the
   generator every step: ``ema <- d * ema + (1 - d) * gen``.
 
@@ -43,13 +46,13 @@ from musika_tf.audio import save_audio, save_spectrogram_png
 from musika_tf.config import Preset
 from musika_tf.data.latents import mapped_entries, window
 from musika_tf.layers import dtype_policy, reseed_noise
-from musika_tf.training import distribute, loop
+from musika_tf.training import augment, distribute, loop
 
 REC_WEIGHT = 10.0  # v22 critic reconstruction loss weight (reference 4.10.6)
 SWAP_PROBABILITY = 0.5  # v44 left/right swap of real windows, one draw per batch
 PREVIEW_WINDOWS = 4
 PREVIEW_BOUND = 2.0  # truncation bound of preview coordinates (the v44 UI default)
-_DATA_STREAM, _NOISE_STREAM = 1000, 1001  # sub-stream keys; coordinates use keys 0..3
+_DATA_STREAM, _NOISE_STREAM, _AUGMENT_STREAM = 1000, 1001, 1002  # coordinates use keys 0..3
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 
@@ -129,7 +132,8 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     """Host-side batch number `draw`, a pure function of ``(preset.train.seed, draw)``.
 
     Keys: ``real`` ``[B, latlen, 2D]``, ``coords`` ``[B, latlen, 2*coorddepth]``, ``noise_seed`` int64
-    ``[]``, and with conditioning ``cond`` ``[B, latlen, K]`` (network condition).
+    ``[]``, with conditioning ``cond`` ``[B, latlen, K]`` (network condition), and with critic
+    augmentation ``aug_real`` / ``aug_fake`` ``[B, 2]`` int32 (`augment.draw`).
     """
     key = (preset.train.seed, draw)
     rng = np.random.default_rng([*key, _DATA_STREAM])
@@ -143,6 +147,12 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     }
     if curve is not None:
         batch["cond"] = curve
+    g = preset.gan
+    if augment.enabled(g):
+        aug_rng = np.random.default_rng([*key, _AUGMENT_STREAM])
+        for name in ("aug_real", "aug_fake"):
+            batch[name] = augment.draw(aug_rng, preset.train.batch_size, g.latlen,
+                                       g.critic_translation, g.critic_cutout)
     return batch
 
 
@@ -182,6 +192,10 @@ class GANTrainer(loop.Trainer):
                  init_from: str | None = None, decode_fn: DecodeFn | None = None,
                  split: str = "train"):
         super().__init__(preset, run_dir)
+        if augment.enabled(preset.gan) and preset.gan.critic_reconstruction:
+            raise ValueError("critic augmentation (critic_translation / critic_cutout) and the "
+                             "critic reconstruction head cannot be combined: the head would "
+                             "reconstruct the window without its augmentation; set one of them off")
         self.crops = LatentCrops.from_store(latents_dir, preset, split)
         self.decode_fn = decode_fn
         self.lr = preset.train.lr if lr is None else float(lr)
@@ -244,14 +258,15 @@ class GANTrainer(loop.Trainer):
         with tf.GradientTape() as d_tape:
             with tf.GradientTape() as g_tape:  # the generator's tape skips the penalty graph
                 fake = self.generator(coords, training=True)
-                fake_logit, _ = _split_critic_output(self._critic(fake, cond))
+                fake_logit, _ = _split_critic_output(self._critic(fake, cond, batch.get("aug_fake")))
                 g_loss = losses.hinge_generator(fake_logit)
                 extra = {}
                 if self.regressor is not None:
                     extra["g_cond"] = self._condition_error(fake, cond)
                     g_loss += self.preset.gan.condition_loss_weight * extra["g_cond"]
                 g_scaled = loop.scale_loss(self.g_opt, g_loss)
-            logs = {**self._critic_losses(real, fake_logit, cond), "g_loss": g_loss, **extra}
+            logs = {**self._critic_losses(real, fake_logit, cond, batch.get("aug_real")),
+                    "g_loss": g_loss, **extra}
             d_scaled = loop.scale_loss(self.d_opt, logs["d_loss"])
         g_grads = g_tape.gradient(g_scaled, g_vars)
         d_grads = d_tape.gradient(d_scaled, d_vars)
@@ -283,17 +298,21 @@ class GANTrainer(loop.Trainer):
 
     # -- pieces of the step --------------------------------------------------------------------
 
-    def _critic(self, latents, cond):
-        """Critic on ``[B,1,T,2D]`` windows, with the condition channel appended when conditioned."""
+    def _critic(self, latents, cond, augmentation=None):
+        """Critic on ``[B,1,T,2D]`` windows, with the condition channel appended when conditioned,
+        and the input augmented by `augmentation` ``[B, 2]`` (`augment.draw`) when given."""
         x = latents if cond is None else gan.append_condition(latents, cond)
+        if augmentation is not None:
+            x = augment.apply(x, augmentation, self.preset.gan.critic_cutout)
         return self.critic(x, training=True)
 
-    def _critic_losses(self, real, fake_logit, cond) -> dict:
-        """Hinge terms, the variant's penalty (+ reconstruction) and ``d_loss``; scalars."""
+    def _critic_losses(self, real, fake_logit, cond, augmentation=None) -> dict:
+        """Hinge terms, the variant's penalty (+ reconstruction) and ``d_loss``; scalars. The
+        penalty is the input gradient at the real windows, through their augmentation."""
         seen = {}
 
         def critic_on_real(x, training=True):  # records the real call for reuse
-            seen["out"] = self._critic(x, cond)
+            seen["out"] = self._critic(x, cond, augmentation)
             return seen["out"]
 
         t, v44 = self.preset.train, self.preset.ae.variant == "v44"

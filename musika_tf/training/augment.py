@@ -1,0 +1,62 @@
+"""Differentiable augmentation of the latent critic's input (DiffAugment, Zhao et al. 2020).
+
+On a small data set the critic learns the training windows themselves: it then scores held-out real
+windows between training windows and generated ones, and the generator is pushed towards the
+training windows rather than towards the music. DiffAugment applies the same random, differentiable
+transformations to every window the critic sees, real and generated alike (each window its own
+draw), so the critic cannot tell the two sets apart by the transformation, and its input is never
+exactly a training window. Two transformations of a ``[B, 1, T, C]`` critic input (latents with the
+condition channels appended, so both move together), both along time:
+
+- *translation*: shift by a whole number of latents in ``[-round(r T), round(r T)]``, zeros shifted in
+  (``gan.critic_translation`` = r);
+- *cutout*: zero one span of ``round(c T)`` latents at a random position (``gan.critic_cutout`` = c).
+
+The draws are made on the host (`draw`), from the batch's own random stream, so a resumed run sees
+the same augmentations as an uninterrupted one; `apply` is the graph part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def enabled(gan_config) -> bool:
+    """Whether the preset augments the critic's input at all."""
+    return gan_config.critic_translation > 0 or gan_config.critic_cutout > 0
+
+
+def max_shift(frames: int, translation: float) -> int:
+    """Largest shift in latents for a window of `frames` latents."""
+    return int(round(translation * frames))
+
+
+def cutout_length(frames: int, cutout: float) -> int:
+    """Length in latents of the zeroed span."""
+    return int(round(cutout * frames))
+
+
+def draw(rng: np.random.Generator, batch: int, frames: int, translation: float,
+         cutout: float) -> np.ndarray:
+    """Per-window parameters ``[batch, 2]`` int32: (shift in latents, cutout start in latents)."""
+    limit = max_shift(frames, translation)
+    shifts = rng.integers(-limit, limit + 1, size=batch)
+    starts = rng.integers(0, frames - cutout_length(frames, cutout) + 1, size=batch)
+    return np.stack([shifts, starts], axis=1).astype(np.int32)
+
+
+def apply(x: tf.Tensor, params: tf.Tensor, cutout: float) -> tf.Tensor:
+    """Translate, then cut out, each window of `x` ``[B, 1, T, C]`` by its row of `params` ``[B, 2]``
+    (from `draw`); differentiable in `x`, same shape and dtype."""
+    params = tf.cast(params, tf.int32)
+    frames = tf.shape(x)[2]
+    time = tf.range(frames)[tf.newaxis, :]  # [1, T]
+    source = time - params[:, :1]  # [B, T]: output latent t comes from t - shift
+    inside = (source >= 0) & (source < frames)
+    moved = tf.gather(x, tf.clip_by_value(source, 0, frames - 1), axis=2, batch_dims=1)
+    length = tf.cast(tf.round(cutout * tf.cast(frames, tf.float32)), tf.int32)  # as cutout_length
+    start = params[:, 1:]
+    cut = (time >= start) & (time < start + length)
+    keep = tf.cast(inside & ~cut, x.dtype)[:, tf.newaxis, :, tf.newaxis]
+    return moved * keep
