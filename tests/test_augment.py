@@ -23,8 +23,8 @@ def _windows(batch=3, frames=16, channels=2) -> np.ndarray:
 
 def test_translation_shifts_each_window_by_its_own_amount_with_zeros_shifted_in():
     x = _windows()
-    params = np.array([[2, 0], [-3, 0], [0, 0]], np.int32)
-    out = augment.apply(tf.constant(x), params, cutout=0.0).numpy()
+    params = np.array([[2, 0, 0], [-3, 0, 0], [0, 0, 0]], np.int32)
+    out = augment.apply(tf.constant(x), params).numpy()
     np.testing.assert_array_equal(out[0, :, 2:], x[0, :, :-2])
     np.testing.assert_array_equal(out[0, :, :2], 0)
     np.testing.assert_array_equal(out[1, :, :-3], x[1, :, 3:])
@@ -32,10 +32,10 @@ def test_translation_shifts_each_window_by_its_own_amount_with_zeros_shifted_in(
     np.testing.assert_array_equal(out[2], x[2])
 
 
-def test_cutout_zeros_one_span_of_the_configured_length_after_the_shift():
+def test_cutout_zeros_its_span_after_the_shift():
     x = _windows(batch=2)
-    params = np.array([[0, 5], [1, 0]], np.int32)
-    out = augment.apply(tf.constant(x), params, cutout=0.25).numpy()  # 4 of 16 latents
+    params = np.array([[0, 5, 9], [1, 0, 4]], np.int32)  # 4 of 16 latents
+    out = augment.apply(tf.constant(x), params).numpy()
     kept = np.ones(16, bool)
     kept[5:9] = False
     np.testing.assert_array_equal(out[0, :, ~kept], 0)
@@ -46,10 +46,10 @@ def test_cutout_zeros_one_span_of_the_configured_length_after_the_shift():
 
 def test_the_gradient_flows_to_every_kept_latent_and_to_no_other():
     x = tf.constant(_windows(batch=1))
-    params = np.array([[2, 8]], np.int32)
+    params = np.array([[2, 8, 12]], np.int32)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        total = tf.reduce_sum(augment.apply(x, params, cutout=0.25))
+        total = tf.reduce_sum(augment.apply(x, params))
     grad = tape.gradient(total, x).numpy()[0, 0, :, 0]
     # output t takes x[t - 2]; outputs 8..11 are cut, so x[6..9] and the shifted-out x[14..15] get 0
     expected = np.ones(16)
@@ -60,9 +60,10 @@ def test_the_gradient_flows_to_every_kept_latent_and_to_no_other():
 def test_draws_stay_inside_their_ranges_and_cover_them():
     rng = np.random.default_rng(0)
     params = augment.draw(rng, 4000, frames=128, translation=0.125, cutout=0.25)
-    assert params.shape == (4000, 2) and params.dtype == np.int32
+    assert params.shape == (4000, 3) and params.dtype == np.int32
     assert params[:, 0].min() == -16 and params[:, 0].max() == 16
     assert params[:, 1].min() == 0 and params[:, 1].max() == 128 - 32
+    np.testing.assert_array_equal(params[:, 2] - params[:, 1], 32)  # round(0.25 * 128) latents
 
 
 def test_batches_carry_augmentation_only_when_enabled_and_it_is_seeded(tmp_path):

@@ -39,15 +39,17 @@ def cutout_length(frames: int, cutout: float) -> int:
 
 def draw(rng: np.random.Generator, batch: int, frames: int, translation: float,
          cutout: float) -> np.ndarray:
-    """Per-window parameters ``[batch, 2]`` int32: (shift in latents, cutout start in latents)."""
+    """Per-window parameters ``[batch, 3]`` int32: (shift, cutout start, cutout end), in latents;
+    the cut span is ``[start, end)``."""
     limit = max_shift(frames, translation)
+    length = cutout_length(frames, cutout)
     shifts = rng.integers(-limit, limit + 1, size=batch)
-    starts = rng.integers(0, frames - cutout_length(frames, cutout) + 1, size=batch)
-    return np.stack([shifts, starts], axis=1).astype(np.int32)
+    starts = rng.integers(0, frames - length + 1, size=batch)
+    return np.stack([shifts, starts, starts + length], axis=1).astype(np.int32)
 
 
-def apply(x: tf.Tensor, params: tf.Tensor, cutout: float) -> tf.Tensor:
-    """Translate, then cut out, each window of `x` ``[B, 1, T, C]`` by its row of `params` ``[B, 2]``
+def apply(x: tf.Tensor, params: tf.Tensor) -> tf.Tensor:
+    """Translate, then cut out, each window of `x` ``[B, 1, T, C]`` by its row of `params` ``[B, 3]``
     (from `draw`); differentiable in `x`, same shape and dtype."""
     params = tf.cast(params, tf.int32)
     frames = tf.shape(x)[2]
@@ -55,8 +57,6 @@ def apply(x: tf.Tensor, params: tf.Tensor, cutout: float) -> tf.Tensor:
     source = time - params[:, :1]  # [B, T]: output latent t comes from t - shift
     inside = (source >= 0) & (source < frames)
     moved = tf.gather(x, tf.clip_by_value(source, 0, frames - 1), axis=2, batch_dims=1)
-    length = tf.cast(tf.round(cutout * tf.cast(frames, tf.float32)), tf.int32)  # as cutout_length
-    start = params[:, 1:]
-    cut = (time >= start) & (time < start + length)
+    cut = (time >= params[:, 1:2]) & (time < params[:, 2:3])
     keep = tf.cast(inside & ~cut, x.dtype)[:, tf.newaxis, :, tf.newaxis]
     return moved * keep

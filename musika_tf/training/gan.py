@@ -133,7 +133,7 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
 
     Keys: ``real`` ``[B, latlen, 2D]``, ``coords`` ``[B, latlen, 2*coorddepth]``, ``noise_seed`` int64
     ``[]``, with conditioning ``cond`` ``[B, latlen, K]`` (network condition), and with critic
-    augmentation ``aug_real`` / ``aug_fake`` ``[B, 2]`` int32 (`augment.draw`).
+    augmentation ``aug_real`` / ``aug_fake`` ``[B, 3]`` int32 (`augment.draw`).
     """
     key = (preset.train.seed, draw)
     rng = np.random.default_rng([*key, _DATA_STREAM])
@@ -300,10 +300,10 @@ class GANTrainer(loop.Trainer):
 
     def _critic(self, latents, cond, augmentation=None):
         """Critic on ``[B,1,T,2D]`` windows, with the condition channel appended when conditioned,
-        and the input augmented by `augmentation` ``[B, 2]`` (`augment.draw`) when given."""
+        and the input augmented by `augmentation` ``[B, 3]`` (`augment.draw`) when given."""
         x = latents if cond is None else gan.append_condition(latents, cond)
         if augmentation is not None:
-            x = augment.apply(x, augmentation, self.preset.gan.critic_cutout)
+            x = augment.apply(x, augmentation)
         return self.critic(x, training=True)
 
     def _critic_losses(self, real, fake_logit, cond, augmentation=None) -> dict:
