@@ -25,6 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def child(devices: int, strategy: str, steps: int, batch: int, preset_name: str, root: str) -> dict:
     """Steps per second of the GAN and AE phase-2 steps (runs inside the child process)."""
+    import musika_tf  # noqa: F401  before TensorFlow: oneDNN kernels on, as for users
     import numpy as np
     import soundfile as sf
     import tensorflow as tf

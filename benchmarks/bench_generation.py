@@ -22,11 +22,13 @@ import threading
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
-import tensorflow as tf
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import musika_tf  # noqa: E402,F401  before TensorFlow: oneDNN kernels on, as for users
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from musika_tf import audio, gan  # noqa: E402
 from musika_tf.autoencoder import Autoencoder, latents_per_chunk, split_stereo_latents  # noqa: E402

@@ -16,11 +16,13 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import soundfile as sf
-import tensorflow as tf
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import musika_tf  # noqa: E402,F401  before TensorFlow: oneDNN kernels on, as for users
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from musika_tf import config  # noqa: E402
 from musika_tf.data import datasets  # noqa: E402
