@@ -61,6 +61,7 @@ def test_evaluate_writes_every_section(plain_model, data_dir, tmp_path):
     assert report["condition"]["tempo"].startswith("not applicable")
     assert report["condition"]["density"].startswith("not applicable")
     assert report["seams"]["generated"] > 0 and report["seams"]["real_audio"] > 0
+    assert report["seams"]["autoencoder_reconstruction"] > 0
     assert report["seams"]["pieces"] == QUICK.seam_pieces and "generated_stderr" in report["seams"]
     assert set(report["autoencoder"]) == {"level1", "level2"}
     assert report["speed"]["real_time_factor"] > 0

@@ -14,8 +14,9 @@ Steps (each with a progress bar):
    training excerpts' per-latent density, the values the condition took in training;
    tempo: 120..150 BPM in steps of 5 plus 110 and 160 outside the techno set's range, 20-s pieces,
    Tempo-CNN with quadratic peak interpolation).
-5. Seams at the generator's half-window joins, with both controls; autoencoder reconstruction per
-   level; real-time factor.
+5. Seams at the generator's half-window joins, with three controls (real audio, independent
+   windows, real audio through the autoencoder); autoencoder reconstruction per level;
+   real-time factor.
 
 Returns a JSON-serialisable report (`evaluate`); `musika_tf.evaluation.report` writes it out.
 """
@@ -31,6 +32,7 @@ from tqdm import tqdm
 
 from .. import conditioning
 from ..data import datasets
+from ..encoding import reconstruct
 from ..inference import DEFAULT_BOUND, Engine
 from . import control, fad, reconstruction, seams
 
@@ -202,9 +204,11 @@ def condition_section(engine: Engine, settings: Settings, ref_values: np.ndarray
 
 
 def seam_section(engine: Engine, settings: Settings, held_out: list,
-                 ref_values: np.ndarray | None) -> dict:
+                 ref_values: np.ndarray | None, ae) -> dict:
     """Seam ratio at half-window joins: generated, independent windows cut together, and whole
-    held-out files (`held_out` items) measured at the same positions."""
+    held-out files (`held_out` items) measured at the same positions, as they are and through the
+    model's autoencoder `ae` (its decoders work on independent blocks of ``chunk_frames / 2``
+    frames, and every join is also a block edge: the seams the GAN cannot avoid)."""
     preset, rate = engine.preset, engine.sample_rate
     join = preset.gan.latlen // 2 * preset.samples_per_latent
     n_joins = 6
@@ -220,10 +224,14 @@ def seam_section(engine: Engine, settings: Settings, held_out: list,
                              settings.bound, values, "independent windows")
         cut = np.concatenate(parts)
         naive.append(seams.seam_ratio(cut, seams.window_joins(len(cut), join)))
-    real = [seams.seam_ratio(audio, seams.window_joins(len(audio), join)) for _, audio in
-            datasets.iter_audio(held_out[: settings.seam_pieces], rate, 2 * join)]
+    real, through_ae = [], []
+    for _, audio in datasets.iter_audio(held_out[: settings.seam_pieces], rate, 2 * join):
+        joins = seams.window_joins(len(audio), join)
+        real.append(seams.seam_ratio(audio, joins))
+        through_ae.append(seams.seam_ratio(reconstruct(ae, audio), joins))
     out = {"join_every_seconds": join / rate, "pieces": len(gen)}
-    for name, ratios in (("generated", gen), ("naive_concatenation", naive), ("real_audio", real)):
+    for name, ratios in (("generated", gen), ("naive_concatenation", naive), ("real_audio", real),
+                         ("autoencoder_reconstruction", through_ae)):
         out[name] = float(np.mean(ratios)) if ratios else None
         out[f"{name}_stderr"] = _stderr(ratios)
     return out
@@ -266,8 +274,6 @@ def evaluate(model_dir: str, data: str, settings: Settings = Settings(), embedde
     generated = generate_set(engine, settings.samples, settings.seconds, settings.seed,
                              settings.bound, values, "generate")
     ae = load_autoencoder(engine.preset, model_dir)
-    from ..encoding import reconstruct
-
     reconstructed = [reconstruct(ae, x.audio) for x in tqdm(reference, desc="reconstruct")]
     embedder = embedder or MusicnnEmbedder()
     report = {
@@ -276,7 +282,7 @@ def evaluate(model_dir: str, data: str, settings: Settings = Settings(), embedde
         "reference_excerpts": len(reference), "training_excerpts": len(training),
         "fad": fad_section(embedder, generated, reference, training, reconstructed, rate, settings.seed),
         "condition": condition_section(engine, settings, ref_values, training),
-        "seams": seam_section(engine, settings, held_out, ref_values),
+        "seams": seam_section(engine, settings, held_out, ref_values, ae),
         "autoencoder": reconstruction.reconstruction_quality(
             ae, [x.audio for x in reference[: settings.recon_excerpts]]),
         "speed": speed_section(engine, settings.seed),
