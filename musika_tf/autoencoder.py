@@ -170,6 +170,9 @@ _DEC_VARIANTS = {"v44": (3, 0, _dec_heads_v44), "v22": (1, 1, _dec_heads_v22)}
 def build_decoder(preset: Preset) -> keras.Model:
     """DEC: ``[2B, 1, chunk/2, latent1_dim]`` -> (magnitude, phase), each ``[B, chunk, bins]``.
 
+    The input's time axis is left free (``None``): it is trained on ``chunk/2`` frames, and
+    `decode_sequence` runs it over whole sequences (any multiple of ``2**(levels-1)`` frames).
+
     U-Net over time: g0 (stride 1), k3 stride-2 convs down, k4 stride-2 transposed convs up with
     skip additions (one level per down width); variant-specific output heads (`_dec_heads_v44`,
     `_dec_heads_v22`). Every hidden unit has noise injection. Outputs are UNFOLD(2)-ed back to
@@ -180,7 +183,7 @@ def build_decoder(preset: Preset) -> keras.Model:
         raise ValueError(f"unknown AE variant {ae.variant!r}; known: {sorted(_DEC_VARIANTS)}")
     first_kernel, head_widths, heads = _DEC_VARIANTS[ae.variant]
     down_widths = ae.dec_widths[:len(ae.dec_widths) - head_widths]
-    inp = keras.Input((1, half_chunk(preset), ae.latent1_dim), name="latent1")
+    inp = keras.Input((1, None, ae.latent1_dim), name="latent1")
     skips = _down_path(inp, preset, down_widths, first_kernel)
     ups, top = _up_path(skips, preset)
     outputs = [_to_float32(ops.squeeze(unfold(y, 2), 1)) for y in heads(ups, top, preset)]
@@ -214,18 +217,23 @@ def build_encoder2(preset: Preset) -> keras.Model:
 def build_decoder2(preset: Preset) -> keras.Model:
     """DEC2: ``[2B, 1, G/2, latent_dim]`` -> ``[B, 1, chunk, latent1_dim]``.
 
+    The input's time axis is left free (``None``): it is trained on ``G/2`` latents, and
+    `decode_sequence` runs it over whole sequences (``frames_per_latent`` frames per latent).
+
     The layout's convs and k4 s2 transposed convs (noise, optional BN, swish) upsample G/2 latents
     to chunk/2 frames; a k1 output conv (v44 stack linear, v22 stack tanh); UNFOLD(2).
     """
     ae = preset.ae
     layout = _layout(DEC2_LAYOUTS, preset, ae.dec2_widths, "DEC2")
-    inp = keras.Input((1, latents_per_chunk(preset) // 2, ae.latent_dim), name="latent2")
+    inp = keras.Input((1, None, ae.latent_dim), name="latent2")
     x = inp
     for width, (kernel, stride, padding, transposed) in zip(ae.dec2_widths, layout):
         x = ae_conv(x, width, kernel, stride, transposed=transposed, padding=padding,
                     noise=True, batch_norm=ae.batch_norm)
-    if x.shape[2] != half_chunk(preset):
-        raise ValueError(f"DEC2 layout yields {x.shape[2]} frames instead of {half_chunk(preset)}")
+    probe = keras.Model(inp, x).compute_output_shape((None, 1, latents_per_chunk(preset) // 2,
+                                                      ae.latent_dim))
+    if probe[2] != half_chunk(preset):
+        raise ValueError(f"DEC2 layout yields {probe[2]} frames instead of {half_chunk(preset)}")
     x = ae_conv(x, ae.latent1_dim, 1, activation=DEC2_OUTPUT_ACTIVATION[ae.frames_per_latent],
                 name="cout")
     return keras.Model(inp, _to_float32(unfold(x, 2)), name="decoder2")
@@ -233,6 +241,47 @@ def build_decoder2(preset: Preset) -> keras.Model:
 
 # ---------------------------------------------------------------------------------------------
 # Whole-signal paths
+
+
+def _rows(x, axis: int):
+    """Undo the UNFOLD(2) that ends DEC and DEC2 when they run on whole sequences: rows b and
+    N/2 + b come back joined along `axis`; split them into rows again (``[N/2, .., 2L, ..] ->
+    [N, .., L, ..]``, order kept)."""
+    return ops.concatenate(ops.split(x, 2, axis=axis), axis=0)
+
+
+def decode_level2_sequence(decoder2: keras.Model, latents):
+    """DEC2 over whole sequences: ``[N, 1, T, latent_dim] -> [N, 1, T*fpl, latent1_dim]`` (N even)."""
+    return _rows(decoder2(latents, training=False), 2)
+
+
+def decode_level1_sequence(decoder: keras.Model, latent1) -> tuple:
+    """DEC over whole sequences: ``[N, 1, F, latent1_dim]`` -> (magnitude, phase), each
+    ``[N, F, bins]`` (N even, F a multiple of ``2**(levels-1)``)."""
+    return tuple(_rows(y, 1) for y in decoder(latent1, training=False))
+
+
+def decode_sequence(preset: Preset, decoder2: keras.Model, decoder: keras.Model, latents,
+                    trim: tuple = (0, 0)) -> tuple:
+    """DEC2 then DEC over whole sequences: no block edges anywhere (``preset.ae.decode_context``).
+
+    The decoders are trained on independent blocks (``chunk_frames / 2`` frames); both are
+    convolutional along time, so run over a whole sequence every frame sees its real neighbours
+    instead of a block edge's zero padding. `latents` ``[N, T, latent_dim]`` (N even: the
+    channels of one or more pieces); ``trim = (a, b)``: the first `a` and last `b` latents are
+    context only (a neighbouring decode unit's), decoded and then cut. Returns (magnitude, phase),
+    each ``[N, (T - a - b) * frames_per_latent, bins]``, normalised.
+    """
+    fpl = preset.ae.frames_per_latent
+    level1 = decode_level2_sequence(decoder2, latents[:, None])
+    magnitude, phase = decode_level1_sequence(decoder, level1)
+    first, last = trim[0] * fpl, ops.shape(magnitude)[1] - trim[1] * fpl
+    return magnitude[:, first:last], phase[:, first:last]
+
+
+def _even_rows(x: np.ndarray) -> np.ndarray:
+    """``[C, ...]`` with a zero row appended when C is odd (sequence decoding pairs rows)."""
+    return np.concatenate([x, np.zeros_like(x[:1])]) if len(x) % 2 else x
 
 
 def run_batched(fn, x: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -264,13 +313,10 @@ def from_chunks(z: np.ndarray, channels: int, length: int) -> np.ndarray:
     return z.reshape(channels, -1, z.shape[-1])[:, :length]
 
 
-def _compiled(fn, model: keras.Model, time_factor: int = 1):
-    """``fn`` as a `tf.function` over float32 batches shaped like `model`'s input, with a free
-    batch size and the time axis (axis 2) multiplied by `time_factor` (callers that fold first):
-    one trace serves every batch size, so files of any length do not retrace."""
-    shape = list(model.input.shape)
-    shape[0], shape[2] = None, shape[2] * time_factor
-    return tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
+def _compiled(fn, shape: tuple):
+    """``fn`` as a `tf.function` over float32 batches ``[None, *shape]`` (one trace serves every
+    batch size, so files of any length do not retrace)."""
+    return tf.function(fn, input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
 
 
 @dataclass
@@ -290,10 +336,21 @@ class Autoencoder:
 
     def __post_init__(self):
         # Chunk-level inference functions: chunks [n, ...] in, whole-chunk outputs [n, ...] out.
-        self._enc = _compiled(lambda x: unfold(self.encoder(x, training=False), 2), self.encoder)
-        self._enc2 = _compiled(lambda x: unfold(self.encoder2(x, training=False), 2), self.encoder2)
-        self._dec2 = _compiled(lambda x: self.decoder2(fold(x, 2), training=False), self.decoder2, 2)
-        self._dec = _compiled(lambda x: self.decoder(fold(x, 2), training=False), self.decoder, 2)
+        ae, bins = self.preset.ae, self.preset.audio.bins
+        chunk, groups = ae.chunk_frames, latents_per_chunk(self.preset)
+        self._enc = _compiled(lambda x: unfold(self.encoder(x, training=False), 2),
+                              (bins, chunk, 1))
+        self._enc2 = _compiled(lambda x: unfold(self.encoder2(x, training=False), 2),
+                               (1, chunk, ae.latent1_dim))
+        self._dec2 = _compiled(lambda x: self.decoder2(fold(x, 2), training=False),
+                               (1, groups, ae.latent_dim))
+        self._dec = _compiled(lambda x: self.decoder(fold(x, 2), training=False),
+                              (1, chunk, ae.latent1_dim))
+        # Whole-sequence decoding (preset.ae.decode_context > 0): rows [N, 1, any length, D].
+        self._dec2_whole = _compiled(lambda x: decode_level2_sequence(self.decoder2, x),
+                                     (1, None, ae.latent_dim))
+        self._dec_whole = _compiled(lambda x: decode_level1_sequence(self.decoder, x),
+                                    (1, None, ae.latent1_dim))
 
     @classmethod
     def build(cls, preset: Preset, batch_size: int = 32) -> "Autoencoder":
@@ -349,9 +406,13 @@ class Autoencoder:
         """DEC2: ``[channels, latents, latent_dim]`` -> ``[channels, latents * fpl, latent1_dim]``.
 
         Latents are zero-padded to whole chunks of `latents_per_chunk` (each chunk is decoded as
-        two independent halves); the output is cropped to ``latents * frames_per_latent``.
+        two independent halves); the output is cropped to ``latents * frames_per_latent``. With
+        ``preset.ae.decode_context`` the whole sequence is decoded at once (`decode_sequence`).
         """
         channels, length, _ = np.shape(latents)
+        if self.preset.ae.decode_context:
+            rows = _even_rows(np.asarray(latents, np.float32))[:, None]
+            return self._dec2_whole(rows).numpy()[:channels, 0]
         x = to_chunks(latents, latents_per_chunk(self.preset))
         (z,) = run_batched(self._dec2, x, self.batch_size)
         return from_chunks(z, channels, length * self.preset.ae.frames_per_latent)
@@ -359,9 +420,14 @@ class Autoencoder:
     def decode_level1(self, latent1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """DEC: ``[channels, frames, D1]`` -> (magnitude, phase), each ``[channels, frames, bins]``.
 
-        Frames are zero-padded to whole chunks; each chunk is decoded as two folded halves.
+        Frames are zero-padded to whole chunks; each chunk is decoded as two folded halves, or,
+        with ``preset.ae.decode_context``, all of them as one sequence (`decode_sequence`).
         """
         channels, frames, _ = np.shape(latent1)
+        if self.preset.ae.decode_context:
+            x = to_chunks(latent1, half_chunk(self.preset)).reshape(channels, 1, -1, latent1.shape[-1])
+            mag, phase = self._dec_whole(_even_rows(x))
+            return mag.numpy()[:channels, :frames], phase.numpy()[:channels, :frames]
         x = to_chunks(latent1, self.preset.ae.chunk_frames)
         mag, phase = run_batched(self._dec, x, self.batch_size)
         return from_chunks(mag, channels, frames), from_chunks(phase, channels, frames)

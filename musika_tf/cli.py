@@ -81,7 +81,8 @@ def _export(args: argparse.Namespace) -> None:
             card[key] = value
     export = export_from_model if has_weights(run_dir, "gen_ema") else export_from_run
     try:
-        out = export(run_dir, args.out, args.autoencoder, card, args.overwrite)
+        out = export(run_dir, args.out, args.autoencoder, card, args.overwrite,
+                     args.decode_context)
     except FileExistsError as error:
         raise ValueError(f"{error} (or pass --overwrite)") from None
     print(f"exported {out}")
@@ -105,6 +106,11 @@ def _add_export_verb(verbs) -> None:
                    help="extra model-card field, repeatable; VALUE is parsed as JSON when it is "
                         "(e.g. --card 'cpu_hours={\"gan\": 0.5}' --card hardware='2-core CPU')")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
+    p.add_argument("--decode-context", type=int, default=None, metavar="LATENTS",
+                   help="how the folder's decoders join decode units: 0 = every block of "
+                        "chunk_frames/2 frames on its own, as the original (block edges can be "
+                        "heard); N > 0 = whole units, each seeing N latents of its neighbours "
+                        "(default: the preset's ae.decode_context; 2 in piano-cpu / techno-cpu)")
     p.set_defaults(func=_export)
 
 

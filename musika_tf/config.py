@@ -72,6 +72,12 @@ class AutoencoderConfig:
     enc2_widths: tuple = _f((256, 384, 384, 512, 512, 768, 768), "ENC2 hidden widths")
     dec2_widths: tuple = _f((768, 640, 640, 512, 512, 384, 256), "DEC2 hidden widths")
     batch_norm: bool = _f(False, "BatchNorm after every hidden AE conv (v22 True)")
+    decode_context: int = _f(
+        0, "how DEC2 and DEC decode (generation, reconstruction; not training): 0 = each block of "
+           "chunk_frames/2 frames on its own, as the reference (every block edge can be heard); "
+           "N > 0 = whole sequences, the engine's decode units with N latents of their "
+           "neighbours on each side, so no block edge is left (musika_tf.autoencoder."
+           "decode_sequence)")
 
 
 @dataclass(frozen=True)
@@ -300,8 +306,11 @@ PIANO_CPU = _register(
                         density_phase=True, condition_loss_weight=10.0, critic_translation=0.125,
                         critic_cutout=0.25, max_lat_len=256, batch_size=16, lr=1e-4,
                         ae1_steps=19000, phase1_steps=16000, ae2_steps=3000, steps=400_000,
-                        save_every=1000, log_every=50, spec_critic_widths=(16, 32, 32, 64))
+                        save_every=1000, log_every=50, spec_critic_widths=(16, 32, 32, 64),
+                        decode_context=2)
 )
+# decode_context 2: the decoders see 2 latents (0.37 s) of each neighbouring decode unit, so no
+# block edge is left in the audio (docs/TRAINING.md, session 10).
 # The piano GAN's critic augmentation (docs/TRAINING.md, session 8) counters the critic memorising the
 # small piano set. Tempo needs no regressor: the beat phase it is given makes the pulse a local
 # pattern; the shipped techno model was trained without critic augmentation.

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from . import audio as audio_lib
 from . import stateless
-from .autoencoder import latents_per_chunk, reseed_decoders
+from .autoencoder import decode_sequence, latents_per_chunk, reseed_decoders
 from .conditioning import network_cond
 from .config import Preset
 from .gan import append_condition, condition_channels
@@ -132,17 +132,24 @@ class InferenceGraphs:
       `gan.density_phase`, K=3 with the beat or onset phase)
     - ``decode_spectrogram(latents [T, 2D], seed) -> {magnitude, phase}`` each ``[2, T*fpl, bins]``
     - ``decode_block(latents [T, 2D], carry [2, 3, 4*hop], seed) -> {audio [T*fpl*hop, 2],
-      carry [2, 3, 4*hop]}``: the streaming step (audio clipped to [-1, 1])
+      carry [2, 3, 4*hop]}``: the streaming step (audio clipped to [-1, 1]); with
+      ``preset.ae.decode_context`` = m > 0 the latents are one decode unit's U (``layout.
+      unit_latents``) followed by m latents of look-ahead and, except in a stream's first unit,
+      preceded by m latents of history: ``T = U + m`` or ``U + 2m``, and the audio is the unit's
+      ``U*fpl*hop`` samples, decoded seeing its neighbours (`musika_tf.autoencoder.decode_sequence`)
     - ``decode_waveform(latents [T, 2D], seed) -> audio [(T*fpl + 3)*hop, 2]``: one block on its own,
       the same as the reference's single iSTFT (clipped)
 
-    T must be a multiple of ``latents_per_chunk``. Decoding reseeds DEC2 with ``seed`` and DEC with
-    ``seed + 1`` (as `Autoencoder.decode_latents`). Batch dimensions are relaxed (``None``).
+    Without ``decode_context``, T must be a multiple of ``latents_per_chunk`` and every chunk is
+    decoded on its own, as the reference; with it, sequences are decoded whole. Decoding reseeds
+    DEC2 with ``seed`` and DEC with ``seed + 1`` (as `Autoencoder.decode_latents`). Batch
+    dimensions are relaxed (``None``).
 
     With the stateless sampler (``layout.sampler``) also the whole engine step in the graph, so a
     SavedModel streams on its own (the engine's `AudioStream` with a constant condition, bit for bit):
 
-    - ``stream_state() -> {latents [0, 2D], carry [2, 3, 4*hop], beat_phase float64 []}``: the
+    - ``stream_state() -> {latents [0, 2D], carry [2, 3, 4*hop], beat_phase float64 []}`` (and
+      ``history [0, 2D]`` with ``decode_context``: the last m latents already decoded): the
       state before decode unit 0
     - ``stream_step(seed int64 [], unit int64 [], bound float32 [] (, condition float32 []),
       latents, carry, beat_phase) -> {audio [unit_samples, 2], latents, carry, beat_phase}``:
@@ -157,6 +164,7 @@ class InferenceGraphs:
         self.preset, self.layout = preset, layout or BlockLayout()
         self.generator, self.decoder2, self.decoder = generator, decoder2, decoder
         self.conditional = preset.gan.cond != "none"
+        self.context = preset.ae.decode_context  # latents of neighbours seen by a decode unit
         for name, (fn, spec) in self.endpoints().items():  # the stream step loops: never XLA
             setattr(self, name, tf.function(fn, input_signature=spec, autograph=False,
                                             jit_compile=jit_compile and name in ENDPOINTS))
@@ -183,6 +191,8 @@ class InferenceGraphs:
         )))
         if self.layout.sampler == "stateless":
             state = [latents, carry, tf.TensorSpec([], tf.float64, name="beat_phase")]
+            if self.context:
+                state.append(tf.TensorSpec([None, p.stereo_latent_dim], tf.float32, name="history"))
             step = [seed, tf.TensorSpec([], tf.int64, name="unit"),
                     tf.TensorSpec([], tf.float32, name="bound")]
             if self.conditional:
@@ -200,12 +210,15 @@ class InferenceGraphs:
     def _generate_conditional(self, coordinates, condition, seed):
         return self._generate(append_condition(coordinates, condition), seed)
 
-    def _spectrogram(self, latents, seed):
-        """``[T, 2D]`` -> (magnitude, phase) ``[2, T*fpl, bins]``; both channels in one batch."""
+    def _spectrogram(self, latents, seed, trim=(0, 0)):
+        """``[T, 2D]`` -> (magnitude, phase) ``[2, (T - a - b)*fpl, bins]``; both channels in one
+        batch. ``trim = (a, b)``: context latents at either end (``decode_context`` only)."""
         p = self.preset
         lpc, dim = latents_per_chunk(p), p.ae.latent_dim
         reseed_decoders(self.decoder2, self.decoder, seed)
         per_channel = tf.transpose(tf.reshape(latents, [-1, 2, dim]), [1, 0, 2])  # [2, T, D]
+        if self.context:
+            return decode_sequence(p, self.decoder2, self.decoder, per_channel, trim)
         chunks = tf.reshape(per_channel, [-1, 1, lpc, dim])  # [2K, 1, lpc, D], channel outermost
         level1 = self.decoder2(fold(chunks, 2), training=False)  # [2K, 1, chunk, D1]
         magnitude, phase = self.decoder(fold(level1, 2), training=False)  # [2K, chunk, bins]
@@ -217,7 +230,11 @@ class InferenceGraphs:
         return {"magnitude": magnitude, "phase": phase}
 
     def _decode_block(self, latents, carry, seed):
-        magnitude, phase = self._spectrogram(latents, seed)
+        trim = (0, 0)
+        if self.context:  # [history (0 or m) | unit | look-ahead m]
+            ahead = self.context
+            trim = (tf.shape(latents)[0] - self.layout.unit_latents(self.preset) - ahead, ahead)
+        magnitude, phase = self._spectrogram(latents, seed, trim)
         return istft_block(magnitude, phase, carry, self.preset.audio)
 
     def _decode_waveform(self, latents, seed):
@@ -231,21 +248,27 @@ class InferenceGraphs:
 
     def _stream_state(self):
         p = self.preset
-        return {"latents": tf.zeros([0, p.stereo_latent_dim]),
-                "carry": tf.zeros([2, CARRY_FRAMES, 4 * p.audio.hop]),
-                "beat_phase": tf.zeros([], tf.float64)}
+        state = {"latents": tf.zeros([0, p.stereo_latent_dim]),
+                 "carry": tf.zeros([2, CARRY_FRAMES, 4 * p.audio.hop]),
+                 "beat_phase": tf.zeros([], tf.float64)}
+        if self.context:
+            state["history"] = tf.zeros([0, p.stereo_latent_dim])
+        return state
 
-    def _stream_step(self, seed, unit, bound, latents, carry, beat_phase):
-        return self._stream(seed, unit, bound, None, latents, carry, beat_phase)
+    def _stream_step(self, seed, unit, bound, latents, carry, beat_phase, history=None):
+        return self._stream(seed, unit, bound, None, latents, carry, beat_phase, history)
 
-    def _stream_step_conditional(self, seed, unit, bound, condition, latents, carry, beat_phase):
-        return self._stream(seed, unit, bound, condition, latents, carry, beat_phase)
+    def _stream_step_conditional(self, seed, unit, bound, condition, latents, carry, beat_phase,
+                                 history=None):
+        return self._stream(seed, unit, bound, condition, latents, carry, beat_phase, history)
 
-    def _stream(self, seed, unit, bound, condition, latents, carry, beat_phase):
-        """One decode unit: generator blocks until ``U`` latents wait (pending ``[n, 2D]`` hold
-        frames ``unit*U .. unit*U+n-1``), then DEC2/DEC and the iSTFT step on the first ``U``."""
+    def _stream(self, seed, unit, bound, condition, latents, carry, beat_phase, history):
+        """One decode unit: generator blocks until ``U`` latents (plus ``decode_context`` m of
+        look-ahead) wait (pending ``[n, 2D]`` hold frames ``unit*U .. unit*U+n-1``), then DEC2/DEC
+        and the iSTFT step on the first ``U`` (with `history`, the m latents before them)."""
         p, layout = self.preset, self.layout
         units, block = layout.unit_latents(p), layout.block_latents(p)
+        needed = units + self.context
         tf.debugging.assert_non_negative(seed, "seeds must be non-negative")
         tf.debugging.assert_positive(bound, "the truncation bound must be > 0")
         pending = unit * units + tf.cast(tf.shape(latents)[0], tf.int64)
@@ -259,11 +282,15 @@ class InferenceGraphs:
             return tf.concat([latents, new], axis=0), phase
 
         latents, beat_phase = tf.while_loop(
-            lambda latents, _: tf.shape(latents)[0] < units, generate, [latents, beat_phase],
+            lambda latents, _: tf.shape(latents)[0] < needed, generate, [latents, beat_phase],
             shape_invariants=[tf.TensorShape([None, p.stereo_latent_dim]), tf.TensorShape([])])
-        out = self._decode_block(latents[:units], carry,
-                                 stateless.unit_seed(seed, stateless.DECODER, unit))
-        return {**out, "latents": latents[units:], "beat_phase": beat_phase}
+        decode_seed = stateless.unit_seed(seed, stateless.DECODER, unit)
+        if not self.context:
+            out = self._decode_block(latents[:units], carry, decode_seed)
+            return {**out, "latents": latents[units:], "beat_phase": beat_phase}
+        out = self._decode_block(tf.concat([history, latents[:needed]], 0), carry, decode_seed)
+        history = tf.concat([history, latents[:units]], 0)[-self.context:]
+        return {**out, "latents": latents[units:], "beat_phase": beat_phase, "history": history}
 
     def _stream_block(self, seed, index, bound, condition, phase):
         """Generator block `index`: latents ``[W*latlen, 2D]`` and the beat phase after it."""

@@ -12,7 +12,11 @@ Work happens in two kinds of fixed-size units (`BlockLayout`):
   generator call, its injected noise reseeded from ``(seed, block index)``;
 - a *decode unit*: ``U = decode_chunks * latents_per_chunk`` consecutive latents (both audio channels,
   ``2 * decode_chunks`` AE chunks) through DEC2 and DEC in one call, noise reseeded from
-  ``(seed, unit index)``. Chunks are decoded independently, so a unit depends on its own latents only.
+  ``(seed, unit index)``. Without ``preset.ae.decode_context`` its chunks are decoded independently
+  (as the reference: every chunk edge is a block edge the ear can catch); with m =
+  ``decode_context`` the unit is decoded as one sequence together with the m latents after it and
+  the m before it (none before the first), and only the unit's own frames are kept, so its audio
+  joins its neighbours' as if the whole piece had been decoded at once.
 
 Because every random draw is keyed by a unit's index and every call has the same shape, the audio is a
 pure function of (model, layout, seed, bound, condition): a finite piece is exactly the first N samples
@@ -216,7 +220,7 @@ class AudioStream:
     """Endless consecutive stereo blocks ``[unit_samples, 2]`` float32 of one seeded piece.
 
     Iterate it (``next(stream)``) or call `read`. Memory is constant: at most one generator block of
-    latents plus 3 carried frames are held between blocks.
+    latents, ``decode_context`` decoded latents and 3 carried frames are held between blocks.
 
     Changing the condition while streaming (conditioned models)::
 
@@ -237,7 +241,9 @@ class AudioStream:
         preset, layout = engine.preset, engine.layout
         self._schedule = _check_condition(preset, condition)
         self._sampler = engine.sampler(self.seed, bound)
-        self._latents = np.zeros((0, preset.stereo_latent_dim), np.float32)
+        self._latents = np.zeros((0, preset.stereo_latent_dim), np.float32)  # not yet decoded
+        self._history = self._latents  # the last decode_context latents already decoded
+        self._context = preset.ae.decode_context
         self._carry = np.zeros((2, CARRY_FRAMES, 4 * preset.audio.hop), np.float32)
         self._beat_phase = 0.0  # tempo models: beat phase (cycles) of the next frame to generate
         self._block_phase = {}  # generator block -> beat phase at its first frame (not yet decoded)
@@ -287,16 +293,27 @@ class AudioStream:
         self._beat_phase = self._block_phase[block]
         self._latents = self._latents[:0]
         self._generate_block()
-        self._latents = self._latents[frame - block * self.block_frames:]
+        offset = frame - block * self.block_frames
+        if self._context:  # history frames inside the regenerated block follow it too
+            count = min(offset, len(self._history))
+            self._history = np.concatenate([self._history[:len(self._history) - count],
+                                            self._latents[offset - count:offset]])
+        self._latents = self._latents[offset:]
 
     def __iter__(self) -> "AudioStream":
         return self
 
     def __next__(self) -> np.ndarray:
-        while len(self._latents) < self._unit_latents:
+        units = self._unit_latents
+        while len(self._latents) < units + self._context:  # the unit and its look-ahead
             self._generate_block()
-        latents, self._latents = np.split(self._latents, [self._unit_latents])
         seed = self._sampler.noise_seed(_DECODER_STREAM, self._unit)
+        if self._context:  # [history | unit | look-ahead] (graphs.InferenceGraphs.decode_block)
+            latents = np.concatenate([self._history, self._latents[:units + self._context]])
+            self._history = np.concatenate([self._history, self._latents[:units]])[-self._context:]
+        else:
+            latents = self._latents[:units]
+        self._latents = self._latents[units:]
         out = self.engine.backend.decode_block(latents, self._carry, seed)
         self._carry = out["carry"].numpy()
         self._unit += 1

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from musika_tf.autoencoder import (
-    Autoencoder, build_decoder, build_decoder2, build_encoder, build_encoder2, latents_per_chunk,
-    split_stereo_latents, stereo_latents,
+    Autoencoder, build_decoder, build_decoder2, build_encoder, build_encoder2, decode_sequence,
+    latents_per_chunk, split_stereo_latents, stereo_latents,
 )
 from musika_tf.config import PRESETS, get_preset
 from musika_tf.layers import (
@@ -84,7 +84,7 @@ def test_noise_is_bit_identical_after_savedmodel_reload(tmp_path):
     archive.add_endpoint("decode", decode, input_signature=spec)
     archive.write_out(str(tmp_path / "dec2"), verbose=False)
     reloaded = tf.saved_model.load(str(tmp_path / "dec2"))
-    x = _rng().uniform(-1, 1, (2,) + model.input_shape[1:]).astype("float32")
+    x = _rng().uniform(-1, 1, (2, 1, 4, preset.ae.latent_dim)).astype("float32")
     seed = tf.constant(11, tf.int64)
     live = np.asarray(tf.function(decode, input_signature=spec)(x, seed))
     np.testing.assert_array_equal(np.asarray(reloaded.decode(x, seed)), live)
@@ -144,7 +144,8 @@ def test_network_shapes_every_preset(name):
     preset = get_preset(name)
     for stem, (in_shape, out_shape) in _expected_shapes(preset).items():
         model = BUILDERS[stem](preset)
-        assert model.input_shape[1:] == in_shape, stem
+        free = stem in ("dec", "dec2")  # decoders: time axis left free (whole-sequence decoding)
+        assert model.input_shape[1:] == ((1, None, in_shape[2]) if free else in_shape), stem
         x = _rng().uniform(-1, 1, (2,) + in_shape).astype("float32")
         outs = model(x, training=False)
         fold_factor = 2 if stem in ("enc", "enc2") else 1  # ENC/ENC2 return FOLD(2) outputs
@@ -254,3 +255,37 @@ def test_mixed_precision_outputs_float32():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert mag.dtype == np.float32 and np.all(np.isfinite(mag))
+
+
+def test_sequence_decoding_removes_block_independence(tiny_ae):
+    """``decode_context``: DEC2 and DEC run over whole sequences. Frames away from the ends equal
+    those of a longer sequence around them (context latents decoded, then trimmed), while chunk
+    decoding makes the two halves of a chunk boundary independent of each other."""
+    preset = tiny_ae.preset
+    _set_noise(tiny_ae.decoder, 0.0)
+    _set_noise(tiny_ae.decoder2, 0.0)
+    per_chunk = latents_per_chunk(preset)
+    latents = _rng().uniform(-1, 1, (2, 4 * per_chunk, preset.ae.latent_dim)).astype("float32")
+    seq = Autoencoder(preset.with_overrides(decode_context=2), *tiny_ae.models.values())
+    mag, phase = seq.decode_latents(latents)
+    frames = latents.shape[1] * preset.ae.frames_per_latent
+    assert mag.shape == phase.shape == (2, frames, preset.audio.bins)
+    a, b = per_chunk, 2 * per_chunk  # decode latents a..b with 8 latents of context either side
+    trimmed, _ = decode_sequence(preset, seq.decoder2, seq.decoder,
+                                 tf.constant(latents[:, a - 8:b + 8]), trim=(8, 8))
+    fpl = preset.ae.frames_per_latent
+    np.testing.assert_allclose(trimmed.numpy(), mag[:, a * fpl:b * fpl], atol=1e-5)
+    # Chunk decoding: the first chunk's frames ignore the second chunk; sequence decoding does not.
+    changed = latents.copy()
+    changed[:, per_chunk:] = 0.0
+    first = slice(0, per_chunk * fpl)
+    np.testing.assert_allclose(tiny_ae.decode_latents(changed)[0][:, first],
+                               tiny_ae.decode_latents(latents)[0][:, first], atol=1e-6)
+    assert np.abs(seq.decode_latents(changed)[0][:, first] - mag[:, first]).max() > 1e-4
+    # One channel (odd row count) decodes like the same channel in a pair.
+    np.testing.assert_allclose(seq.decode_latents(latents[:1])[0], mag[:1], atol=1e-5)
+    # Level 1 alone: any frame count (padded internally); away from the cut end, the same frames.
+    latent1 = seq.decode_level2(latents)
+    short, _ = seq.decode_level1(latent1[:, :frames - 5])
+    assert short.shape == (2, frames - 5, preset.audio.bins)
+    np.testing.assert_allclose(short[:, :frames - 128], mag[:, :frames - 128], atol=1e-5)

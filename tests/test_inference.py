@@ -153,6 +153,28 @@ def test_stream_equals_one_shot_and_any_cut(plain, sampler):
     np.testing.assert_allclose(streamed, reference[:len(streamed)], rtol=0, atol=ISTFT_ATOL)
 
 
+def test_context_decoding_joins_units_like_one_whole_sequence():
+    """With ``decode_context``, each decode unit sees its neighbours' latents: cut anywhere, the
+    stream is the same, and (noise off, context past the decoders' reach) it equals decoding all
+    latents as one sequence up to float32 rounding; without context every chunk edge differs."""
+    preset = get_preset("tiny", decode_context=8)
+    generator, ae = _models(preset, noise=0.0)
+    engine = Engine.from_models(preset, generator, ae)
+    stream = engine.stream(seed=9)
+    streamed = np.concatenate([next(stream) for _ in range(6)])
+    np.testing.assert_array_equal(engine.generate(len(streamed) / SR, seed=9), streamed)
+    odd = np.concatenate(list(engine.stream(seed=9).read(len(streamed) - 12345)))
+    np.testing.assert_array_equal(odd, streamed[:len(odd)])
+    layout, graphs = engine.layout, engine.backend
+    coordinates, noise_seed = _sampler_draws(preset, layout, 9)
+    latents = np.concatenate([graphs.generate_windows(coordinates(b), noise_seed(0, b)).numpy()
+                              for b in range(2)]).reshape(-1, preset.stereo_latent_dim)
+    whole = graphs.decode_waveform(latents, np.int64(0)).numpy()
+    np.testing.assert_allclose(streamed, whole[:len(streamed)], rtol=0, atol=ISTFT_ATOL)
+    chunked = Engine.from_models(preset.with_overrides(decode_context=0), generator, ae)
+    assert np.abs(chunked.generate(len(streamed) / SR, seed=9) - streamed).max() > 1e-2
+
+
 def test_generate_to_file_writes_blocks_in_bounded_memory(plain, tmp_path):
     def peak(seconds: float) -> int:
         tracemalloc.start()
@@ -184,12 +206,16 @@ def test_condition_curve_changes_output(conditional):
     assert np.abs(low - high).max() > 1e-3 and np.abs(low - ramp).max() > 1e-3
 
 
-@pytest.mark.parametrize("units_before", [1, 5])
-def test_condition_change_applies_from_the_next_decode_unit(conditional, units_before):
+@pytest.mark.parametrize("units_before, context", [(1, 0), (5, 0), (1, 2), (5, 2)])
+def test_condition_change_applies_from_the_next_decode_unit(conditional, units_before, context):
     """`set_condition` mid-stream: nothing emitted changes; from the change on the stream equals one
     piece whose curve switches there, except the 3 hops that overlap-add with emitted frames.
-    5 units in, the change falls in the second generator block (block 0's latents are gone)."""
-    preset, *_, engine = conditional
+    5 units in, the change falls in the second generator block (block 0's latents are gone).
+    With ``decode_context`` the same holds (the history latents follow the regenerated block)."""
+    preset, generator, ae, engine = conditional
+    if context:
+        preset = preset.with_overrides(decode_context=context)
+        engine = Engine.from_models(preset, generator, ae)
     hop, spl = preset.audio.hop, preset.samples_per_latent
     stream = engine.stream(seed=4, condition=0.2)
     before = [next(stream) for _ in range(units_before)]
@@ -392,17 +418,19 @@ def _step_blocks(backend, count: int, seed: int, bound: float, condition=None) -
     for unit in range(count):
         args = [np.int64(seed), np.int64(unit), np.float32(bound)]
         args += [] if condition is None else [np.float32(condition)]
-        out = backend.stream_step(*args, state["latents"], state["carry"], state["beat_phase"])
+        out = backend.stream_step(*args, *state.values())  # latents, carry, beat_phase(, history)
         state = {name: out[name] for name in state}
         blocks.append(out["audio"].numpy())
     return blocks
 
 
-@pytest.mark.parametrize("cond, phased", [("none", False), ("density", False), ("density", True),
-                                           ("tempo", False)])
-def test_stream_step_equals_the_engine_stream(cond, phased):
-    """The whole step in one graph == the host loop, block for block, across generator blocks."""
-    preset = get_preset("tiny", cond=cond, density_phase=phased)
+@pytest.mark.parametrize("cond, phased, context", [
+    ("none", False, 0), ("density", False, 0), ("density", True, 0), ("tempo", False, 0),
+    ("none", False, 2), ("density", True, 2)])
+def test_stream_step_equals_the_engine_stream(cond, phased, context):
+    """The whole step in one graph == the host loop, block for block, across generator blocks
+    (also with ``decode_context``: the look-ahead and the history in the state)."""
+    preset = get_preset("tiny", cond=cond, density_phase=phased, decode_context=context)
     engine = Engine.from_models(preset, *_models(preset))
     condition = None if cond == "none" else 0.3
     stream = engine.stream(seed=5, bound=1.3, condition=condition)

@@ -207,8 +207,9 @@ def seam_section(engine: Engine, settings: Settings, held_out: list,
                  ref_values: np.ndarray | None, ae) -> dict:
     """Seam ratio at half-window joins: generated, independent windows cut together, and whole
     held-out files (`held_out` items) measured at the same positions, as they are and through the
-    model's autoencoder `ae` (its decoders work on independent blocks of ``chunk_frames / 2``
-    frames, and every join is also a block edge: the seams the GAN cannot avoid)."""
+    model's autoencoder `ae`, decoded as the model decodes (without ``decode_context`` its decoders
+    work on independent blocks of ``chunk_frames / 2`` frames and every join is also a block edge:
+    seams the GAN cannot avoid; with it, whole sequences)."""
     preset, rate = engine.preset, engine.sample_rate
     join = preset.gan.latlen // 2 * preset.samples_per_latent
     n_joins = 6

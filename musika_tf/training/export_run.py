@@ -48,20 +48,32 @@ def restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
     return models, float(switch.numpy()), int(path.rsplit("-", 1)[1])
 
 
+def _with_decode_context(preset: Preset, decode_context: int | None) -> Preset:
+    """`preset` with ``ae.decode_context`` replaced when given (it changes how the folder decodes,
+    not any weight)."""
+    if decode_context is None:
+        return preset
+    if decode_context < 0:
+        raise ValueError(f"--decode-context must be >= 0 latents, got {decode_context}")
+    return preset.with_overrides(decode_context=decode_context)
+
+
 def export_from_run(run_dir: str, out_dir: str, autoencoder_dir: str | None = None,
-                    card: dict | None = None, overwrite: bool = False) -> str:
+                    card: dict | None = None, overwrite: bool = False,
+                    decode_context: int | None = None) -> str:
     """Export a GAN run's latest EMA generator with its run's autoencoder; returns `out_dir`.
 
     `run_dir`: a run folder (``runs/NAME`` holding ``gan/``, ``ae1/``, ``ae2/``) or its ``gan``
     folder. The autoencoder comes from the run root (the GAN folder's parent, where `train.py`
     puts it) unless `autoencoder_dir` names another run folder. The card records the step, the run
-    and the data sets encoded for it (``RUN/latents/*``).
+    and the data sets encoded for it (``RUN/latents/*``). `decode_context`: see `export_from_model`.
     """
     gan_dir = _gan_dir(run_dir)
     root = os.path.dirname(os.path.normpath(gan_dir))
     ae_root = autoencoder_dir or autoencoder_source(root)
     preset = load_preset(gan_dir)
     models, switch, step = restore_gan(preset, gan_dir)
+    preset = _with_decode_context(preset, decode_context)
     autoencoder = load_autoencoder(preset, ae_root)
     latents = os.path.join(root, "latents")
     data = sorted(os.listdir(latents)) if os.path.isdir(latents) else []
@@ -80,13 +92,16 @@ _NOT_CARRIED = ("format", "format_version", "preset", "sample_rate", "channels",
 
 
 def export_from_model(model_dir: str, out_dir: str, autoencoder_dir: str | None = None,
-                      card: dict | None = None, overwrite: bool = False) -> str:
+                      card: dict | None = None, overwrite: bool = False,
+                      decode_context: int | None = None) -> str:
     """Re-export a model folder (e.g. to the current format, or with another autoencoder).
 
     The GAN networks come from `model_dir`'s ``weights/``, the autoencoder from `autoencoder_dir`
     (a run or model folder, e.g. a run whose decoders were fine-tuned) or else `model_dir` itself.
     The old card's training fields are kept, its evaluation is dropped (re-run ``evaluate``), and
     `card` fields are added on top. `out_dir` may be `model_dir` itself (with `overwrite`).
+    `decode_context` (latents, ``preset.ae.decode_context``) replaces the preset's: how the
+    folder's decoders see neighbouring decode units (0: independent chunks, as the reference).
     """
     from musika_tf.export import has_weights, read_card, read_weights
 
@@ -96,6 +111,7 @@ def export_from_model(model_dir: str, out_dir: str, autoencoder_dir: str | None 
         raise FileNotFoundError(f"{model_dir}: no weights/gen_ema.weights.h5; re-export it from its "
                                 "training run with `python -m musika_tf export RUN OUT`")
     read_weights(model_dir, **models)
+    preset = _with_decode_context(preset, decode_context)
     autoencoder = load_autoencoder(preset, autoencoder_dir or model_dir)
     old = {k: v for k, v in read_card(model_dir).items() if k not in _NOT_CARRIED}
     fields = {**old, "name": os.path.basename(os.path.normpath(out_dir)), **(card or {})}

@@ -41,6 +41,11 @@ def run_folder(name: str) -> str:
     return name if os.sep in name or os.path.isdir(name) else os.path.join(RUNS_DIR, name)
 
 
+# Non-training fields an existing run takes from the call: they change how data is labelled or how
+# audio is decoded, no network's weights.
+_FREE_FIELDS = ("cond", "density_bandwidth", "decode_context")
+
+
 def run_preset(run_dir: str, requested: Preset) -> Preset:
     """The preset of a run: `requested` for a new run; for an existing run its saved preset, with
     only training fields (``preset.train``) taken from `requested`. Other differences are errors,
@@ -53,13 +58,15 @@ def run_preset(run_dir: str, requested: Preset) -> Preset:
     for group in ("audio", "ae", "gan"):
         a, b = getattr(saved, group), getattr(requested, group)
         for f in dataclasses.fields(a):
-            if getattr(a, f.name) != getattr(b, f.name) and f.name not in ("cond", "density_bandwidth"):
+            if getattr(a, f.name) != getattr(b, f.name) and f.name not in _FREE_FIELDS:
                 raise ValueError(
                     f"{run_dir} was created with {f.name}={getattr(a, f.name)!r} but this call asks for "
                     f"{getattr(b, f.name)!r}; use another --run name or drop the flag")
-    merged = dataclasses.replace(saved, train=requested.train,
-                                 gan=dataclasses.replace(saved.gan, cond=requested.gan.cond,
-                                                         density_bandwidth=requested.gan.density_bandwidth))
+    merged = dataclasses.replace(
+        saved, train=requested.train,
+        ae=dataclasses.replace(saved.ae, decode_context=requested.ae.decode_context),
+        gan=dataclasses.replace(saved.gan, cond=requested.gan.cond,
+                                density_bandwidth=requested.gan.density_bandwidth))
     _write_preset(merged, run_dir)
     return merged
 
