@@ -166,7 +166,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .evaluation.report import write_report
 
     settings = Settings(samples=args.samples, seconds=args.seconds, seed=args.seed,
-                        bound=args.truncation)
+                        bound=args.truncation, grid_repeats=args.grid_repeats,
+                        seam_pieces=args.seam_pieces)
     out = args.out or os.path.join("evaluations", os.path.basename(os.path.normpath(args.model)))
     report = evaluate(args.model, args.data, settings)
     paths = write_report(report, out)
@@ -202,6 +203,12 @@ def _add_evaluate_verb(verbs) -> None:
     p.add_argument("--truncation", type=float, default=Settings.bound,
                    help="truncation bound of the generator's noise for every generated piece, as "
                         f"generate.py --truncation (default {Settings.bound:g})")
+    p.add_argument("--grid-repeats", type=int, default=Settings.grid_repeats,
+                   help="generated pieces per requested density or tempo (default "
+                        f"{Settings.grid_repeats}); more narrow the condition metrics' uncertainty")
+    p.add_argument("--seam-pieces", type=int, default=Settings.seam_pieces,
+                   help=f"long pieces (6 joins each) for the seam ratio (default "
+                        f"{Settings.seam_pieces}); its standard error falls as 1/sqrt(pieces)")
     p.add_argument("--out", default=None, help="report folder (default evaluations/MODEL_NAME)")
     p.set_defaults(func=_evaluate)
 

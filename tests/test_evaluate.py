@@ -105,7 +105,7 @@ def test_cli_errors_name_the_problem(plain_model, data_dir, tmp_path, capsys):
         evaluate(plain_model, str(short), QUICK)
 
 
-def test_cli_truncation_reaches_the_settings(monkeypatch, tmp_path):
+def test_cli_flags_reach_the_settings(monkeypatch, tmp_path):
     seen = {}
 
     def fake_evaluate(model, data, settings):
@@ -113,5 +113,7 @@ def test_cli_truncation_reaches_the_settings(monkeypatch, tmp_path):
         raise EvaluationError("stop here")
 
     monkeypatch.setattr("musika_tf.evaluation.harness.evaluate", fake_evaluate)
-    assert cli.main(["evaluate", "--model", str(tmp_path), "--data", "x", "--truncation", "1.25"]) == 2
+    assert cli.main(["evaluate", "--model", str(tmp_path), "--data", "x", "--truncation", "1.25",
+                     "--grid-repeats", "5", "--seam-pieces", "24"]) == 2
     assert seen["settings"].bound == 1.25
+    assert seen["settings"].grid_repeats == 5 and seen["settings"].seam_pieces == 24
