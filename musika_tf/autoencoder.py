@@ -243,22 +243,18 @@ def build_decoder2(preset: Preset) -> keras.Model:
 # Whole-signal paths
 
 
-def _rows(x, axis: int):
-    """Undo the UNFOLD(2) that ends DEC and DEC2 when they run on whole sequences: rows b and
-    N/2 + b come back joined along `axis`; split them into rows again (``[N/2, .., 2L, ..] ->
-    [N, .., L, ..]``, order kept)."""
-    return ops.concatenate(ops.split(x, 2, axis=axis), axis=0)
-
-
 def decode_level2_sequence(decoder2: keras.Model, latents):
-    """DEC2 over whole sequences: ``[N, 1, T, latent_dim] -> [N, 1, T*fpl, latent1_dim]`` (N even)."""
-    return _rows(decoder2(latents, training=False), 2)
+    """DEC2 over whole sequences: ``[N, 1, T, latent_dim] -> [N, 1, T*fpl, latent1_dim]`` (N even).
+
+    DEC2 ends in UNFOLD(2), which joins rows b and N/2 + b along time; FOLD(2) parts them again."""
+    return fold(decoder2(latents, training=False), 2)
 
 
 def decode_level1_sequence(decoder: keras.Model, latent1) -> tuple:
     """DEC over whole sequences: ``[N, 1, F, latent1_dim]`` -> (magnitude, phase), each
-    ``[N, F, bins]`` (N even, F a multiple of ``2**(levels-1)``)."""
-    return tuple(_rows(y, 1) for y in decoder(latent1, training=False))
+    ``[N, F, bins]`` (N even, F a multiple of ``2**(levels-1)``; rows parted again as in
+    `decode_level2_sequence`)."""
+    return tuple(fold(y, 2, axis=1) for y in decoder(latent1, training=False))
 
 
 def decode_sequence(preset: Preset, decoder2: keras.Model, decoder: keras.Model, latents,

@@ -232,8 +232,8 @@ class InferenceGraphs:
     def _decode_block(self, latents, carry, seed):
         trim = (0, 0)
         if self.context:  # [history (0 or m) | unit | look-ahead m]
-            ahead = self.context
-            trim = (tf.shape(latents)[0] - self.layout.unit_latents(self.preset) - ahead, ahead)
+            history = tf.shape(latents)[0] - self.layout.unit_latents(self.preset) - self.context
+            trim = (history, self.context)
         magnitude, phase = self._spectrogram(latents, seed, trim)
         return istft_block(magnitude, phase, carry, self.preset.audio)
 

@@ -308,11 +308,10 @@ class AudioStream:
         while len(self._latents) < units + self._context:  # the unit and its look-ahead
             self._generate_block()
         seed = self._sampler.noise_seed(_DECODER_STREAM, self._unit)
-        if self._context:  # [history | unit | look-ahead] (graphs.InferenceGraphs.decode_block)
-            latents = np.concatenate([self._history, self._latents[:units + self._context]])
-            self._history = np.concatenate([self._history, self._latents[:units]])[-self._context:]
-        else:
-            latents = self._latents[:units]
+        # [history | unit | look-ahead] (graphs.InferenceGraphs.decode_block); both empty at context 0
+        latents = np.concatenate([self._history, self._latents[:units + self._context]])
+        decoded = np.concatenate([self._history, self._latents[:units]])
+        self._history = decoded[len(decoded) - self._context:]
         self._latents = self._latents[units:]
         out = self.engine.backend.decode_block(latents, self._carry, seed)
         self._carry = out["carry"].numpy()

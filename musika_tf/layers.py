@@ -34,14 +34,15 @@ __all__ = [
 # FOLD / UNFOLD
 
 
-def fold(x, n: int):
+def fold(x, n: int, axis: int = 2):
     """FOLD(n): ``[B, H, T, C] -> [n*B, H, T/n, C]``; time piece p of sample b goes to row p*B + b.
 
+    `axis`: the time axis (2; 1 for ``[B, T, C]`` tensors such as DEC's squeezed outputs).
     Works on eager tensors, inside `tf.function`, and on Keras symbolic tensors (functional API).
     """
     if n == 1:
         return x
-    return ops.concatenate(ops.split(x, n, axis=2), axis=0)
+    return ops.concatenate(ops.split(x, n, axis=axis), axis=0)
 
 
 def unfold(x, n: int):
