@@ -101,6 +101,12 @@ class GANConfig:
     critic_cutout: float = _f(
         0.0, "DiffAugment of the critic's input: zero one random span of this fraction of latlen in "
              "every real and generated window (0 = off)")
+    critic_crop_halves: int = _f(
+        0, "join-position augmentation of the critic's input (musika_tf.training.augment.crop): the "
+           "generator makes this many half-windows more than a window, and the critic sees a "
+           "latlen crop at a random offset of every real and generated sequence, so the joins "
+           "between generated half-windows fall anywhere in its input, as no edge does in real "
+           "data (0 = off; costs this many half-windows of generator work per example)")
     critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
     condition_loss_weight: float = _f(
         0.0, "conditioned models: weight of an auxiliary condition regressor's error on generated "

@@ -36,7 +36,7 @@ Seed = Union[int, Sequence[int]]
 V22_MIN_ANCHOR_BOUND = 1.75  # v22 inference: anchors are truncated at max(bound, 1.75)
 
 # Stream keys: independent random streams derived from one seed.
-_CROP, _TRAIN_NOISE, _STYLE, _ANCHOR = 0, 1, 2, 3
+_CROP, _TRAIN_NOISE, _STYLE, _ANCHOR, _TRAIN_EXTRA_ANCHORS = 0, 1, 2, 3, 4
 
 
 def _rng(seed: Seed, *key: int) -> np.random.Generator:
@@ -194,15 +194,22 @@ def training_window_start(preset: Preset, seed: Seed) -> float:
     return crop0 + step * training_crop(preset, seed)
 
 
-def training_coordinates(preset: Preset, batch_size: int, seed: Seed) -> np.ndarray:
-    """Training coordinates: (batch_size, latlen, 2*coorddepth) float32.
+def training_coordinates(preset: Preset, batch_size: int, seed: Seed,
+                         length: int | None = None) -> np.ndarray:
+    """Training coordinates: (batch_size, length, 2*coorddepth) float32 (`length` default latlen).
 
     Per element: a style vector and three anchors (left, centre, right), all N(0, I) of coorddepth dims;
     anchors at path positions 0, spacing, 2*spacing. One crop for the whole batch (`training_crop`).
+    A `length` beyond the three anchors' span continues the path through further anchors from
+    their own stream; the first latlen coordinates are those of the default length.
     """
     spacing = _training_layout(preset)[0]
     cd = preset.gan.coorddepth
     noise = _rng(seed, _TRAIN_NOISE).standard_normal((batch_size, 4, cd))
     style, anchors = noise[:, 0], noise[:, 1:]
-    pos = training_window_start(preset, seed) + np.arange(preset.gan.latlen, dtype=np.float64)
+    pos = training_window_start(preset, seed) + np.arange(length or preset.gan.latlen, dtype=np.float64)
+    extra = int(pos[-1] // spacing) + 2 - anchors.shape[1]
+    if extra > 0:
+        more = _rng(seed, _TRAIN_EXTRA_ANCHORS).standard_normal((batch_size, extra, cd))
+        anchors = np.concatenate([anchors, more], axis=1)
     return _with_style(interpolate(anchors, pos, spacing), style)

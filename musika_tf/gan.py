@@ -249,6 +249,24 @@ def build_generator(preset: Preset) -> keras.Model:
     return keras.Model(inp, ops.cast(out, "float32"), name="generator")
 
 
+def generate_halves(generator: keras.Model, coords, training: bool = True):
+    """Latents of a coordinate sequence of any whole number of half-windows, made by `generator`.
+
+    `coords` ``[B, H * latlen/2, Cz]`` -> ``[B, 1, H * latlen/2, stereo_latent_dim]``, with ``B * H``
+    even. The generator makes its two half-windows independently, so the sequence is cut into its
+    ``B * H`` halves and these are paired into generator windows in any order: half ``h`` of the
+    output is the half the generator makes from the coordinates of half ``h``, as when a window
+    holding it is generated (up to the injected noise, drawn per generator row).
+    """
+    half = generator.input_shape[1] // 2
+    batch, length, width = ops.shape(coords)[0], coords.shape[1], coords.shape[2]
+    if length % half:
+        raise ValueError(f"generate_halves: {length} coordinates are not whole half-windows of {half}")
+    windows = ops.reshape(coords, (-1, 2 * half, width))  # consecutive halves paired
+    out = generator(windows, training=training)
+    return ops.reshape(out, (batch, 1, length, out.shape[-1]))
+
+
 # ---------------------------------------------------------------------------------------------
 # Critic
 

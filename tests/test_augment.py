@@ -109,3 +109,86 @@ def test_the_preset_fields_reach_the_command_line():
                               "--critic-cutout", "0.25"])
     preset = config.preset_from_args(args)
     assert (preset.gan.critic_translation, preset.gan.critic_cutout) == (0.125, 0.25)
+
+
+# ---------------------------------------------------------------------------------------------
+# Join-position crop (gan.critic_crop_halves)
+
+CROPPED = TINY.with_overrides(critic_crop_halves=1, cond="density")
+
+
+def test_crop_takes_each_sequence_from_its_own_offset_and_passes_gradients_there_only():
+    x = tf.constant(_windows(batch=2, frames=24))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = augment.crop(x, np.array([0, 8], np.int32), 16)
+        total = tf.reduce_sum(out)
+    np.testing.assert_array_equal(out.numpy()[0], x.numpy()[0, :, :16])
+    np.testing.assert_array_equal(out.numpy()[1], x.numpy()[1, :, 8:])
+    grad = tape.gradient(total, x).numpy()[:, 0, :, 0]
+    np.testing.assert_array_equal(grad[0], np.r_[np.ones(16), np.zeros(8)])
+    np.testing.assert_array_equal(grad[1], np.r_[np.zeros(8), np.ones(16)])
+    curves = np.arange(2 * 24 * 3, dtype=np.float32).reshape(2, 24, 3)  # [B, T, K] conditions
+    np.testing.assert_array_equal(augment.crop(curves, np.array([3, 5]), 16).numpy()[1],
+                                  curves[1, 5:21])
+
+
+def test_crop_offsets_cover_every_join_position_and_no_more():
+    g = CROPPED.gan
+    assert augment.crop_length(g) == g.latlen * 3 // 2
+    offsets = augment.draw_crop_offsets(np.random.default_rng(0), 4000, g)
+    assert offsets.dtype == np.int32
+    assert offsets.min() == 0 and offsets.max() == g.latlen // 2
+    assert augment.crop_length(TINY.gan) == TINY.gan.latlen  # off: the plain window
+
+
+def test_longer_training_paths_continue_the_default_one():
+    from musika_tf import coordinates
+
+    short = coordinates.training_coordinates(CROPPED, 3, (0, 7))
+    for length in (CROPPED.gan.latlen * 3 // 2, CROPPED.gan.latlen * 4):
+        long = coordinates.training_coordinates(CROPPED, 3, (0, 7), length)
+        assert long.shape == (3, length, short.shape[-1])
+        np.testing.assert_array_equal(long[:, :CROPPED.gan.latlen], short)
+        steps = np.abs(np.diff(long[..., :CROPPED.gan.coorddepth], axis=1)).max()
+        assert steps < 0.2  # one continuous piecewise-linear path, no jump into extra anchors
+
+
+def test_generated_halves_are_the_generators_own_half_windows():
+    from musika_tf import gan
+    from musika_tf.layers import reseed_noise
+
+    preset = TINY
+    generator = gan.build_generator(preset)
+    for layer in generator.layers:  # noise off: the halves must match exactly
+        if hasattr(layer, "noise_weight"):
+            layer.noise_weight.assign([0.0])
+    rng = np.random.default_rng(0)
+    half, width = preset.gan.latlen // 2, gan.coordinate_channels(preset)
+    coords = rng.standard_normal((2, 3 * half, width)).astype(np.float32)
+    reseed_noise(generator, 0)
+    out = gan.generate_halves(generator, coords, training=False).numpy()
+    assert out.shape == (2, 1, 3 * half, preset.stereo_latent_dim)
+    for b in range(2):
+        for h in range(3):  # each half as the generator makes it inside a window of its own
+            window = np.concatenate([coords[b, h * half:(h + 1) * half]] * 2)[None]
+            alone = generator(window, training=False).numpy()[0, 0, :half]
+            np.testing.assert_allclose(out[b, 0, h * half:(h + 1) * half], alone, atol=1e-5)
+
+
+def test_a_cropped_step_trains_and_its_batches_are_seeded(tmp_path):
+    store = write_store(tmp_path / "store", CROPPED, chunks=2)
+    trainer = G.GANTrainer(CROPPED, str(tmp_path / "run"), store)
+    a, b = G.make_batch(CROPPED, trainer.crops, 5), G.make_batch(CROPPED, trainer.crops, 5)
+    length = augment.crop_length(CROPPED.gan)
+    assert a["real"].shape[1] == a["coords"].shape[1] == a["cond"].shape[1] == length
+    np.testing.assert_array_equal(a["crop_offsets"], b["crop_offsets"])
+    logs = loop.fit(trainer, steps=2, progress=False, preview=False)
+    assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_an_odd_number_of_half_windows_per_batch_is_refused(tmp_path):
+    preset = CROPPED.with_overrides(batch_size=3)
+    store = write_store(tmp_path / "store", preset, chunks=2)
+    with pytest.raises(ValueError, match="even"):
+        G.GANTrainer(preset, str(tmp_path / "run"), store)

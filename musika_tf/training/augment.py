@@ -14,6 +14,14 @@ condition channels appended, so both move together), both along time:
 
 The draws are made on the host (`draw`), from the batch's own random stream, so a resumed run sees
 the same augmentations as an uninterrupted one; `apply` is the graph part.
+
+Join-position crop (``gan.critic_crop_halves`` = n > 0), before the two above: the generator makes
+n half-windows more than a window (`musika_tf.gan.generate_halves`), the real crop is as long, and
+the critic sees the ``latlen`` latents from a random offset in ``[0, n * latlen/2]`` of each
+(`draw_crop_offsets`, `crop`; the same offset for a real sequence, the generated one and their
+conditions). Translation shifts zeros in and so hides the window's edges; the crop moves the
+window over real and generated content alike, and the joins between the generator's half-windows,
+the seams of every generated piece, fall anywhere in the critic's input instead of at latlen/2.
 """
 
 from __future__ import annotations
@@ -60,3 +68,21 @@ def apply(x: tf.Tensor, params: tf.Tensor) -> tf.Tensor:
     cut = (time >= params[:, 1:2]) & (time < params[:, 2:3])
     keep = tf.cast(inside & ~cut, x.dtype)[:, tf.newaxis, :, tf.newaxis]
     return moved * keep
+
+
+def crop_length(gan_config) -> int:
+    """Latents of the real and generated sequences the critic's windows are cropped from."""
+    return gan_config.latlen + gan_config.critic_crop_halves * gan_config.latlen // 2
+
+
+def draw_crop_offsets(rng: np.random.Generator, batch: int, gan_config) -> np.ndarray:
+    """Per-example crop offsets ``[batch]`` int32, uniform in ``[0, crop_length - latlen]``."""
+    return rng.integers(0, crop_length(gan_config) - gan_config.latlen + 1, size=batch).astype(np.int32)
+
+
+def crop(x: tf.Tensor, offsets: tf.Tensor, frames: int) -> tf.Tensor:
+    """``frames`` consecutive latents of each sequence of `x` ``[B, 1, T, C]`` (or ``[B, T, C]``)
+    from its row of `offsets` ``[B]``; differentiable in `x`."""
+    axis = 2 if len(x.shape) == 4 else 1
+    index = tf.cast(offsets, tf.int32)[:, tf.newaxis] + tf.range(frames)[tf.newaxis, :]  # [B, frames]
+    return tf.gather(x, index, axis=axis, batch_dims=1)

@@ -21,6 +21,9 @@ One step (simultaneous G and D update from one forward pass):
 - With ``critic_translation`` / ``critic_cutout`` > 0: every window the critic sees, real or
   generated, is first augmented (`augment`, DiffAugment), against a critic that memorises a small
   training set.
+- With ``critic_crop_halves`` n > 0: real crops and generated sequences are n half-windows longer
+  than a window, and the critic sees each from a random offset (`augment.crop`), so the joins of
+  the generator's half-windows fall anywhere in its input.
 - The EMA generator (a separate model, checkpointed, used for previews and export) moves towards the
   generator every step: ``ema <- d * ema + (1 - d) * gen``.
 
@@ -52,7 +55,7 @@ REC_WEIGHT = 10.0  # v22 critic reconstruction loss weight (reference 4.10.6)
 SWAP_PROBABILITY = 0.5  # v44 left/right swap of real windows, one draw per batch
 PREVIEW_WINDOWS = 4
 PREVIEW_BOUND = 2.0  # truncation bound of preview coordinates (the v44 UI default)
-_DATA_STREAM, _NOISE_STREAM, _AUGMENT_STREAM = 1000, 1001, 1002  # coordinates use keys 0..3
+_DATA_STREAM, _NOISE_STREAM, _AUGMENT_STREAM, _CROP_STREAM = 1000, 1001, 1002, 1003  # coordinates: 0..4
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 
@@ -107,8 +110,10 @@ class LatentCrops:
 
     @classmethod
     def from_store(cls, folder: str, preset: Preset, split: str = "train") -> "LatentCrops":
-        """Crops of every `split` entry of the latent store in `folder` (memory-mapped)."""
-        return cls(mapped_entries(folder, split), preset.gan.latlen, conditioning.network_cond(preset))
+        """Crops of every `split` entry of the latent store in `folder` (memory-mapped), as long as
+        the critic's windows are cropped from (`augment.crop_length`: latlen without the crop)."""
+        return cls(mapped_entries(folder, split), augment.crop_length(preset.gan),
+                   conditioning.network_cond(preset))
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> tuple:
         """``(latents [B, latlen, 2D] float32, conditions [B, latlen, K] float32 or None)``."""
@@ -131,23 +136,29 @@ def swap_channels(latents: np.ndarray) -> np.ndarray:
 def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     """Host-side batch number `draw`, a pure function of ``(preset.train.seed, draw)``.
 
-    Keys: ``real`` ``[B, latlen, 2D]``, ``coords`` ``[B, latlen, 2*coorddepth]``, ``noise_seed`` int64
-    ``[]``, with conditioning ``cond`` ``[B, latlen, K]`` (network condition), and with critic
-    augmentation ``aug_real`` / ``aug_fake`` ``[B, 3]`` int32 (`augment.draw`).
+    Keys: ``real`` ``[B, L, 2D]``, ``coords`` ``[B, L, 2*coorddepth]``, ``noise_seed`` int64
+    ``[]``, with conditioning ``cond`` ``[B, L, K]`` (network condition), with critic augmentation
+    ``aug_real`` / ``aug_fake`` ``[B, 3]`` int32 (`augment.draw`), and with the join-position crop
+    ``crop_offsets`` ``[B]`` int32 (`augment.draw_crop_offsets`). L = `augment.crop_length`
+    (latlen without the crop).
     """
     key = (preset.train.seed, draw)
     rng = np.random.default_rng([*key, _DATA_STREAM])
     real, curve = crops.sample(preset.train.batch_size, rng)
     if preset.ae.variant == "v44" and rng.random() < SWAP_PROBABILITY:
         real = swap_channels(real)
+    g = preset.gan
     batch = {
         "real": real,
-        "coords": coordinates.training_coordinates(preset, preset.train.batch_size, key),
+        "coords": coordinates.training_coordinates(preset, preset.train.batch_size, key,
+                                                   augment.crop_length(g)),
         "noise_seed": np.int64(np.random.default_rng([*key, _NOISE_STREAM]).integers(2 ** 31)),
     }
     if curve is not None:
         batch["cond"] = curve
-    g = preset.gan
+    if g.critic_crop_halves:
+        batch["crop_offsets"] = augment.draw_crop_offsets(
+            np.random.default_rng([*key, _CROP_STREAM]), preset.train.batch_size, g)
     if augment.enabled(g):
         aug_rng = np.random.default_rng([*key, _AUGMENT_STREAM])
         for name in ("aug_real", "aug_fake"):
@@ -196,6 +207,11 @@ class GANTrainer(loop.Trainer):
             raise ValueError("critic augmentation (critic_translation / critic_cutout) and the "
                              "critic reconstruction head cannot be combined: the head would "
                              "reconstruct the window without its augmentation; set one of them off")
+        halves = 2 + preset.gan.critic_crop_halves
+        if preset.train.batch_size * halves % 2:
+            raise ValueError(f"critic_crop_halves={preset.gan.critic_crop_halves} needs an even "
+                             f"batch_size * {halves} (half-windows are paired into generator "
+                             f"windows); batch_size is {preset.train.batch_size}")
         self.crops = LatentCrops.from_store(latents_dir, preset, split)
         self.decode_fn = decode_fn
         self.lr = preset.train.lr if lr is None else float(lr)
@@ -249,15 +265,21 @@ class GANTrainer(loop.Trainer):
 
     def train_step(self, batch: dict) -> dict:
         """One simultaneous G/D update (reference 4.9 / 4.10); returns losses and ``finite``."""
-        real = tf.expand_dims(tf.convert_to_tensor(batch["real"], tf.float32), 1)  # [B,1,T,2D]
+        real = tf.expand_dims(tf.convert_to_tensor(batch["real"], tf.float32), 1)  # [B,1,L,2D]
         cond = batch.get("cond")
         coords = batch["coords"] if cond is None else gan.append_condition(batch["coords"], cond)
+        offsets, latlen = batch.get("crop_offsets"), self.preset.gan.latlen
+        if offsets is not None:  # the critic's windows: latlen latents from the offsets on
+            real = augment.crop(real, offsets, latlen)
+            cond = None if cond is None else augment.crop(cond, offsets, latlen)
         reseed_noise(self.generator, batch["noise_seed"])
         g_vars = self.trainable_variables_for("generator")
         d_vars = self.trainable_variables_for("critic")
         with tf.GradientTape() as d_tape:
             with tf.GradientTape() as g_tape:  # the generator's tape skips the penalty graph
-                fake = self.generator(coords, training=True)
+                fake = gan.generate_halves(self.generator, coords)  # [B, 1, L, 2D]
+                if offsets is not None:
+                    fake = augment.crop(fake, offsets, latlen)
                 fake_logit, _ = _split_critic_output(self._critic(fake, cond, batch.get("aug_fake")))
                 g_loss = losses.hinge_generator(fake_logit)
                 extra = {}
