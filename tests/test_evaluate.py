@@ -91,6 +91,19 @@ def test_tempo_model_gets_a_tempo_section_and_plot(data_dir, tmp_path):
     assert (tmp_path / "out" / "condition.png").exists() and "condition" in paths
 
 
+def test_density_model_gets_a_density_section_with_the_autoencoders_ceiling(data_dir, tmp_path):
+    model = _export(tmp_path / "density", "density")
+    report = evaluate(model, data_dir, QUICK)
+    density = report["condition"]["density"]
+    assert density["n"] == 5 * QUICK.grid_repeats and -1.0 <= density["spearman"] <= 1.0
+    ceiling = density["autoencoder_ceiling"]
+    assert ceiling["n"] == report["reference_excerpts"] and -1.0 <= ceiling["spearman"] <= 1.0
+    assert ceiling["real_mean"] > 0  # the reference clicks have onsets
+    assert report["condition"]["tempo"].startswith("not applicable")
+    write_report(report, str(tmp_path / "out"))
+    assert "autoencoder ceiling" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_cli_errors_name_the_problem(plain_model, data_dir, tmp_path, capsys):
     no_card = tmp_path / "nocard"
     shutil.copytree(plain_model, no_card)

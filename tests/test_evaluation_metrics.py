@@ -99,3 +99,15 @@ def test_density_grid_spans_the_training_excerpts_frame_densities():
     training = [Excerpt(_notes(rate, seed=i), "x.wav", None) for i, rate in enumerate([1.0, 5.0] * 2)]
     low, high = training_density_range(engine, training)
     assert 0.6 < low < 1.5 and 4.0 < high < 6.0, (low, high)
+
+
+def test_density_ceiling_tells_a_range_keeping_autoencoder_from_one_that_flattens_it():
+    rates = np.array([0.5, 1.0, 2.0, 4.0, 6.0])
+    real = np.array([control.onset_rate(_notes(r, seed=i), RATE) for i, r in enumerate(rates)])
+    kept = control.density_ceiling(real, real)
+    assert kept["spearman"] == pytest.approx(1.0) and kept["slope"] == pytest.approx(1.0)
+    # an "autoencoder" that turns every excerpt into the same 2-notes/s music keeps no order
+    flat = np.array([control.onset_rate(_notes(2.0, seed=10 + i), RATE) for i in range(len(real))])
+    lost = control.density_ceiling(real, flat)
+    assert abs(lost["slope"]) < 0.2 and lost["n"] == len(real)
+    assert lost["spearman"] < 0.9

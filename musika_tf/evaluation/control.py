@@ -3,7 +3,9 @@
 - Note density: onsets per second of each generated piece, detected by madmom's CNN onset detector
   (`musika_tf.conditioning.onset_times`, the same detector that made the training labels: the
   quantity asked for is "onsets as madmom hears them"), against the requested onsets per second;
-  Spearman rank correlation over the grid and mean absolute error in onsets/s.
+  Spearman rank correlation over the grid and mean absolute error in onsets/s. Beside it the
+  autoencoder's ceiling (`density_ceiling`): the same detector on held-out real excerpts and on
+  their reconstructions, so a weak Spearman can be told apart from an autoencoder that loses onsets.
 - Tempo: the BPM of each generated piece estimated by Tempo-CNN (`musika_tf.evaluation.tempo`), NOT
   the madmom beat tracker that may have made training labels, against the requested BPM: mean
   absolute error, Accuracy1 (within 2 %) and Accuracy2 (also octave errors x2, x3, /2, /3), split
@@ -36,6 +38,19 @@ def density_control(requested: np.ndarray, measured: np.ndarray) -> dict:
         "measured_mean_per_grid": [float(measured[requested == g].mean()) for g in grid],
         "n": int(len(requested)),
     }
+
+
+def density_ceiling(real: np.ndarray, reconstructed: np.ndarray) -> dict:
+    """What the autoencoder leaves of note density: onset rates of real excerpts vs their
+    reconstructions (onsets/s). Spearman correlation, and the least-squares slope of the
+    reconstructed rate on the real one (1 = every onset kept; below 1 the autoencoder compresses the
+    range a generator's output can span, as heard by the same detector)."""
+    real, reconstructed = np.asarray(real, float), np.asarray(reconstructed, float)
+    rho = (stats.spearmanr(real, reconstructed).statistic
+           if np.ptp(real) > 0 and np.ptp(reconstructed) > 0 else 0.0)
+    slope = float(np.polyfit(real, reconstructed, 1)[0]) if np.ptp(real) > 0 else 0.0
+    return {"spearman": float(rho), "slope": slope, "real_mean": float(real.mean()),
+            "reconstructed_mean": float(reconstructed.mean()), "n": int(len(real))}
 
 
 def tempo_control(requested: np.ndarray, estimated: np.ndarray, train_range: tuple) -> dict:

@@ -13,7 +13,8 @@ Steps (each with a progress bar):
 4. Condition control on a grid (density: 5 rates spanning the 10th-90th percentile of the
    training excerpts' per-latent density, the values the condition took in training;
    tempo: 120..150 BPM in steps of 5 plus 110 and 160 outside the techno set's range, 20-s pieces,
-   Tempo-CNN with quadratic peak interpolation).
+   Tempo-CNN with quadratic peak interpolation). Density also reports the autoencoder's ceiling:
+   the onset rates of the reference excerpts against those of their reconstructions.
 5. Seams at the generator's half-window joins, with three controls (real audio, independent
    windows, real audio through the autoencoder); autoencoder reconstruction per level;
    real-time factor.
@@ -169,8 +170,10 @@ def training_density_range(engine: Engine, training: list[Excerpt]) -> tuple[flo
 
 
 def condition_section(engine: Engine, settings: Settings, ref_values: np.ndarray | None,
-                      training: list[Excerpt]) -> dict:
-    """Condition control on a grid; "not applicable" for an unconditioned model."""
+                      training: list[Excerpt], reconstructed: list[np.ndarray]) -> dict:
+    """Condition control on a grid; "not applicable" for an unconditioned model. Density also
+    gets the autoencoder's ceiling: `ref_values` (the reference excerpts' onset rates) against
+    the onset rates of their reconstructions `reconstructed`."""
     cond, rate = engine.preset.gan.cond, engine.sample_rate
     if cond == "none":
         return {"density": "not applicable (model is not conditioned)",
@@ -183,7 +186,10 @@ def condition_section(engine: Engine, settings: Settings, ref_values: np.ndarray
         pieces = generate_set(engine, len(requested), settings.seconds, settings.seed + 10_000,
                               settings.bound, list(requested), "density grid")
         measured = np.array([control.onset_rate(p, rate) for p in pieces])
-        return {"density": control.density_control(requested, measured),
+        density = control.density_control(requested, measured)
+        density["autoencoder_ceiling"] = control.density_ceiling(
+            ref_values, [control.onset_rate(x, rate) for x in tqdm(reconstructed, desc="onsets (AE)")])
+        return {"density": density,
                 "tempo": "not applicable (model is conditioned on density)",
                 "curve": {"requested": requested.tolist(), "measured": measured.tolist(),
                           "unit": "onsets/s"}}
@@ -282,7 +288,7 @@ def evaluate(model_dir: str, data: str, settings: Settings = Settings(), embedde
         "data": data, "settings": asdict(settings),
         "reference_excerpts": len(reference), "training_excerpts": len(training),
         "fad": fad_section(embedder, generated, reference, training, reconstructed, rate, settings.seed),
-        "condition": condition_section(engine, settings, ref_values, training),
+        "condition": condition_section(engine, settings, ref_values, training, reconstructed),
         "seams": seam_section(engine, settings, held_out, ref_values, ae),
         "autoencoder": reconstruction.reconstruction_quality(
             ae, [x.audio for x in reference[: settings.recon_excerpts]]),

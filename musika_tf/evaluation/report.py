@@ -51,6 +51,13 @@ def _condition_rows(section: dict) -> list[str]:
                  f"| grid (onsets/s) | {', '.join(_fmt(g) for g in density['grid_onsets_per_s'])} |",
                  f"| measured mean per grid point | "
                  f"{', '.join(_fmt(g) for g in density['measured_mean_per_grid'])} |"]
+        ceiling = density.get("autoencoder_ceiling")
+        if ceiling:
+            rows += [f"| autoencoder ceiling: Spearman of {ceiling['n']} held-out excerpts vs their "
+                     f"reconstructions | {_fmt(ceiling['spearman'])} |",
+                     f"| autoencoder ceiling: slope (reconstructed / real onsets/s; means "
+                     f"{_fmt(ceiling['real_mean'])} -> {_fmt(ceiling['reconstructed_mean'])}) | "
+                     f"{_fmt(ceiling['slope'])} |"]
     if isinstance(tempo, dict):
         rows += ["| tempo requests | MAE (BPM) | Accuracy1 | Accuracy2 | n |", "|---|---|---|---|---|"]
         for key in ("inside_training_range", "outside_training_range", "all"):
@@ -144,7 +151,10 @@ TABLE_START, TABLE_END = "<!-- evaluation-table:start -->", "<!-- evaluation-tab
 def _condition_summary(condition: dict) -> str:
     density, tempo = condition.get("density"), condition.get("tempo")
     if isinstance(density, dict):
-        return f"density Spearman {density['spearman']:.2f}, MAE {density['mae_onsets_per_s']:.2f} onsets/s"
+        ceiling = density.get("autoencoder_ceiling")
+        through_ae = f" (AE ceiling {ceiling['spearman']:.2f})" if ceiling else ""
+        return (f"density Spearman {density['spearman']:.2f}{through_ae}, "
+                f"MAE {density['mae_onsets_per_s']:.2f} onsets/s")
     if isinstance(tempo, dict) and tempo.get("inside_training_range"):
         r = tempo["inside_training_range"]
         return f"tempo MAE {r['mae_bpm']:.1f} BPM, Acc1 {r['accuracy1']:.0%}, Acc2 {r['accuracy2']:.0%}"
