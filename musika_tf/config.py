@@ -107,6 +107,11 @@ class GANConfig:
            "latlen crop at a random offset of every real and generated sequence, so the joins "
            "between generated half-windows fall anywhere in its input, as no edge does in real "
            "data (0 = off; costs this many half-windows of generator work per example)")
+    critic_mismatch_weight: float = _f(
+        0.0, "conditioned models: matching-aware critic (Reed et al. 2016): real windows paired "
+             "with another example's condition curve are scored as fakes, with this weight beside "
+             "the generated ones in the critic's hinge loss, so the critic must check that the "
+             "music fits its condition (0 = off)")
     critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
     condition_loss_weight: float = _f(
         0.0, "conditioned models: weight of an auxiliary condition regressor's error on generated "

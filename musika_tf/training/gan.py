@@ -24,6 +24,12 @@ One step (simultaneous G and D update from one forward pass):
 - With ``critic_crop_halves`` n > 0: real crops and generated sequences are n half-windows longer
   than a window, and the critic sees each from a random offset (`augment.crop`), so the joins of
   the generator's half-windows fall anywhere in its input.
+- With ``critic_mismatch_weight`` w > 0 (conditioned models; matching-aware critic, Reed et al.
+  2016): the real windows, paired with the condition curves of the batch rolled by one example,
+  are scored as fakes: ``+ 0.5 * w * hinge_f(D(real, c_other))`` in ``L_D``. Real music with a
+  condition it does not have is then "fake", so the critic must learn what the condition sounds
+  like (where the onset or beat phase puts the notes, how dense they are), and a generator that
+  ignores it is caught by the critic itself, not only by a regressor it can fool.
 - The EMA generator (a separate model, checkpointed, used for previews and export) moves towards the
   generator every step: ``ema <- d * ema + (1 - d) * gen``.
 
@@ -351,6 +357,12 @@ class GANTrainer(loop.Trainer):
             weight, logs = t.gp_max_weight, {"gp": penalty}
         logs["d_loss_r"], logs["d_loss_f"] = losses.hinge_critic(real_logit, fake_logit)
         d_loss = 0.5 * (logs["d_loss_r"] + logs["d_loss_f"]) + weight * penalty
+        mismatch = self.preset.gan.critic_mismatch_weight
+        if mismatch > 0 and cond is not None:
+            other = tf.roll(tf.convert_to_tensor(cond, tf.float32), shift=1, axis=0)
+            mismatched_logit, _ = _split_critic_output(self._critic(real, other, augmentation))
+            logs["d_loss_m"] = losses.hinge_critic(real_logit, mismatched_logit)[1]
+            d_loss += 0.5 * mismatch * logs["d_loss_m"]
         if self.critic_rec is not None:
             logs["rec_loss"] = losses.msesum(real, self.critic_rec(real_feats, training=True))
             d_loss += REC_WEIGHT * logs["rec_loss"]
