@@ -112,6 +112,11 @@ class GANConfig:
              "with another example's condition curve are scored as fakes, with this weight beside "
              "the generated ones in the critic's hinge loss, so the critic must check that the "
              "music fits its condition (0 = off)")
+    join_critic_weight: float = _f(
+        0.0, "weight of a small local critic that judges the latents around the join of the "
+             "generator's two half-windows against real latents at the same place of a real "
+             "window (musika_tf.gan.build_join_critic; no augmentation, so the join stays where "
+             "it is made): the seams of every generated piece (0 = off)")
     critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
     condition_loss_weight: float = _f(
         0.0, "conditioned models: weight of an auxiliary condition regressor's error on generated "

@@ -349,6 +349,38 @@ def build_condition_regressor(preset: Preset) -> keras.Model:
     return keras.Model(inp, ops.cast(x[:, 0, :, 0], "float32"), name="condition_regressor")
 
 
+JOIN_SPAN = 16  # latents the join critic sees (about 3 s at 22.05 kHz), centred on a join
+
+
+def join_span(x):
+    """The `JOIN_SPAN` latents at the centre of windows ``[B, 1, T, C]`` (or curves ``[B, T, K]``):
+    of a generated window, around the join of its two half-windows."""
+    axis = 2 if len(x.shape) == 4 else 1
+    start = x.shape[axis] // 2 - JOIN_SPAN // 2
+    return x[:, :, start:start + JOIN_SPAN] if axis == 2 else x[:, start:start + JOIN_SPAN]
+
+
+def build_join_critic(preset: Preset) -> keras.Model:
+    """Local join critic ``[B, 1, JOIN_SPAN, stereo_latent_dim (+ condition channels)] -> logit
+    [B, 1]`` (float32): three convs (k3, 2C wide, LReLU; the middle one stride 2), mean over time,
+    Dense. It sees only a few seconds, so what it can learn is local: how the latents of real music
+    move from one step to the next, which a join between independent half-windows must imitate.
+    """
+    c = preset.gan.base_channels
+    inp = keras.Input((1, JOIN_SPAN, preset.stereo_latent_dim + condition_channels(preset)),
+                      name="latents")
+    x = inp
+    for i, stride in enumerate((1, 2, 1)):
+        x = L.LeakyReLU(0.2)(_conv(2 * c, 3, stride, name=f"join{i}")(x))
+    logit = L.Dense(1, kernel_initializer=INIT, name="join_out")(ops.mean(x, axis=(1, 2)))
+    return keras.Model(inp, ops.cast(logit, "float32"), name="join_critic")
+
+
+def uses_join_critic(preset: Preset) -> bool:
+    """Whether GAN training has the join critic (weight > 0)."""
+    return preset.gan.join_critic_weight > 0
+
+
 def uses_condition_regressor(preset: Preset) -> bool:
     """Whether GAN training has the auxiliary condition regressor (conditioned, weight > 0)."""
     return preset.gan.cond != "none" and preset.gan.condition_loss_weight > 0

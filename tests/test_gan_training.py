@@ -482,3 +482,39 @@ def test_a_matching_aware_critic_learns_which_condition_fits_the_music(tmp_path)
         misfits = trainer._critic(real, other).numpy()
         margins[w] = float(np.mean(fits - misfits))
     assert margins[1.0] > 0.3 and margins[1.0] > margins[0.0] + 0.2, margins
+
+
+# ---------------------------------------------------------------------------------------------
+# Join critic (gan.join_critic_weight)
+
+JOINED = TINY.with_overrides(cond="density", join_critic_weight=0.5)
+
+
+def test_the_join_span_is_centred_on_the_generators_join():
+    x = np.arange(2 * 128, dtype=np.float32).reshape(2, 1, 128, 1)
+    span = gan.join_span(tf.constant(x)).numpy()
+    assert span.shape == (2, 1, gan.JOIN_SPAN, 1)
+    np.testing.assert_array_equal(span[0, 0, :, 0], np.arange(64 - gan.JOIN_SPAN // 2,
+                                                             64 + gan.JOIN_SPAN // 2))
+    curves = np.arange(2 * 128 * 3, dtype=np.float32).reshape(2, 128, 3)
+    np.testing.assert_array_equal(gan.join_span(curves)[1], curves[1, 56:72])
+    logit = gan.build_join_critic(JOINED)(np.zeros((2, 1, gan.JOIN_SPAN, JOINED.stereo_latent_dim + 1),
+                                                  np.float32))
+    assert tuple(logit.shape) == (2, 1)
+
+
+def test_a_join_critic_step_trains_it_and_it_is_saved_exported_and_optional_at_init(tmp_path):
+    from musika_tf.training.export_run import restore_gan
+
+    store = write_store(tmp_path / "store", JOINED, chunks=2)
+    plain = G.GANTrainer(TINY.with_overrides(cond="density"), str(tmp_path / "plain"), store)
+    loop.fit(plain, steps=1, progress=False, preview=False)
+    trainer = G.GANTrainer(JOINED, str(tmp_path / "run"), store, init_from=str(tmp_path / "plain"))
+    before = [w.copy() for w in trainer.join_critic.get_weights()]  # fresh: the source had none
+    logs = loop.fit(trainer, steps=2, progress=False, preview=False)
+    assert {"d_join_r", "d_join_f", "g_join"} <= set(logs) and all(np.isfinite(v) for v in logs.values())
+    assert any(not np.allclose(a, b) for a, b in zip(before, trainer.join_critic.get_weights()))
+    assert "join_critic" in trainer.models()
+    models, _, _ = restore_gan(JOINED, str(tmp_path / "run"))  # what an export writes
+    for a, b in zip(models["join_critic"].get_weights(), trainer.join_critic.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -30,6 +30,11 @@ One step (simultaneous G and D update from one forward pass):
   condition it does not have is then "fake", so the critic must learn what the condition sounds
   like (where the onset or beat phase puts the notes, how dense they are), and a generator that
   ignores it is caught by the critic itself, not only by a regressor it can fool.
+- With ``join_critic_weight`` w > 0: a small local critic J (`gan.build_join_critic`) sees the
+  latents around the join of each generated window's two half-windows and the same span of the
+  real windows (a uniformly random place in the data), never augmented:
+  ``+ 0.5 * w * (hinge_r + hinge_f)`` of J in ``L_D``, ``- w * mean J(fake)`` in ``L_G``. The main
+  critic's translation moves the join about; this one keeps it where every generated seam is.
 - The EMA generator (a separate model, checkpointed, used for previews and export) moves towards the
   generator every step: ``ema <- d * ema + (1 - d) * gen``.
 
@@ -228,6 +233,7 @@ class GANTrainer(loop.Trainer):
             self.gen_ema = gan.build_generator(preset)
             self.regressor = (gan.build_condition_regressor(preset)
                               if gan.uses_condition_regressor(preset) else None)
+            self.join_critic = gan.build_join_critic(preset) if gan.uses_join_critic(preset) else None
         self.gen_ema.set_weights(self.generator.get_weights())
         self.g_opt = loop.make_optimizer(preset, self.lr, self.mixed)
         self.d_opt = loop.make_optimizer(preset, self.lr, self.mixed)
@@ -244,6 +250,8 @@ class GANTrainer(loop.Trainer):
             out["critic_rec"] = self.critic_rec
         if self.regressor is not None:
             out["cond_regressor"] = self.regressor
+        if self.join_critic is not None:
+            out["join_critic"] = self.join_critic
         return out
 
     def optimizers(self) -> dict:
@@ -251,7 +259,7 @@ class GANTrainer(loop.Trainer):
 
     def trainable_variables_for(self, optimizer_name: str) -> list:
         if optimizer_name == "critic":
-            heads = [m for m in (self.critic_rec, self.regressor) if m is not None]
+            heads = [m for m in (self.critic_rec, self.regressor, self.join_critic) if m is not None]
             return self.critic.trainable_variables + [v for m in heads for v in m.trainable_variables]
         return super().trainable_variables_for(optimizer_name)
 
@@ -275,6 +283,7 @@ class GANTrainer(loop.Trainer):
         cond = batch.get("cond")
         coords = batch["coords"] if cond is None else gan.append_condition(batch["coords"], cond)
         offsets, latlen = batch.get("crop_offsets"), self.preset.gan.latlen
+        joins_real = None if self.join_critic is None else self._join_input(real[:, :, :latlen], cond)
         if offsets is not None:  # the critic's windows: latlen latents from the offsets on
             real = augment.crop(real, offsets, latlen)
             cond = None if cond is None else augment.crop(cond, offsets, latlen)
@@ -284,17 +293,28 @@ class GANTrainer(loop.Trainer):
         with tf.GradientTape() as d_tape:
             with tf.GradientTape() as g_tape:  # the generator's tape skips the penalty graph
                 fake = gan.generate_halves(self.generator, coords)  # [B, 1, L, 2D]
+                extra = {}
+                if self.join_critic is not None:  # the join of the first window's two halves
+                    join_logit = self.join_critic(
+                        self._join_input(fake[:, :, :latlen], batch.get("cond")), training=True)
+                    extra["g_join"] = losses.hinge_generator(join_logit)
                 if offsets is not None:
                     fake = augment.crop(fake, offsets, latlen)
                 fake_logit, _ = _split_critic_output(self._critic(fake, cond, batch.get("aug_fake")))
                 g_loss = losses.hinge_generator(fake_logit)
-                extra = {}
+                if self.join_critic is not None:
+                    g_loss += self.preset.gan.join_critic_weight * extra["g_join"]
                 if self.regressor is not None:
                     extra["g_cond"] = self._condition_error(fake, cond)
                     g_loss += self.preset.gan.condition_loss_weight * extra["g_cond"]
                 g_scaled = loop.scale_loss(self.g_opt, g_loss)
             logs = {**self._critic_losses(real, fake_logit, cond, batch.get("aug_real")),
                     "g_loss": g_loss, **extra}
+            if self.join_critic is not None:
+                real_join_logit = self.join_critic(joins_real, training=True)
+                logs["d_join_r"], logs["d_join_f"] = losses.hinge_critic(real_join_logit, join_logit)
+                logs["d_loss"] += self.preset.gan.join_critic_weight * 0.5 * (
+                    logs["d_join_r"] + logs["d_join_f"])
             d_scaled = loop.scale_loss(self.d_opt, logs["d_loss"])
         g_grads = g_tape.gradient(g_scaled, g_vars)
         d_grads = d_tape.gradient(d_scaled, d_vars)
@@ -371,6 +391,15 @@ class GANTrainer(loop.Trainer):
             d_loss += self.preset.gan.condition_loss_weight * logs["d_cond"]
         logs["d_loss"] = d_loss
         return logs
+
+    def _join_input(self, windows, cond):
+        """The join critic's input: the `gan.join_span` of ``[B, 1, latlen, 2D]`` windows, with the
+        same span of their network condition ``[B, L, K]`` appended when conditioned."""
+        span = gan.join_span(windows)
+        if cond is None:
+            return span
+        curve = tf.convert_to_tensor(cond, tf.float32)[:, :windows.shape[2]]
+        return gan.append_condition(span, gan.join_span(curve))
 
     def _condition_error(self, latents, cond):
         """Mean squared error of the regressor's per-frame estimate vs the condition value
