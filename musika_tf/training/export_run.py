@@ -33,6 +33,14 @@ def gan_networks(preset: Preset) -> dict:
     return {k: m for k, m in models.items() if m is not None}
 
 
+def shipped_networks(models: dict) -> dict:
+    """The GAN networks a model folder keeps for training on: all but the raw generator. The EMA
+    generator is the model (it is what the folder generates with), and fine-tuning from a folder
+    starts the generator from it (`musika_tf.training.gan.GANTrainer`), so the raw generator's
+    weights would only double the folder's largest network."""
+    return {k: m for k, m in models.items() if k != "generator"}
+
+
 def restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
     """The GAN networks (float32) of the latest checkpoint in `gan_dir`: ``gen_ema`` and those of
     ``generator, critic, critic_rec, cond_regressor`` the checkpoint holds, the R1 switch value and the step."""
@@ -82,7 +90,7 @@ def export_from_run(run_dir: str, out_dir: str, autoencoder_dir: str | None = No
               "data": ", ".join(data) or "not recorded", "source_run": os.path.basename(root),
               "r1_switch": switch}
     return export_model(out_dir, preset, models["gen_ema"], autoencoder, {**fields, **(card or {})},
-                        overwrite=overwrite, gan_models=models)
+                        overwrite=overwrite, gan_models=shipped_networks(models))
 
 
 # Card fields a re-export does not carry over: those the folder itself determines (written again)
@@ -117,4 +125,4 @@ def export_from_model(model_dir: str, out_dir: str, autoencoder_dir: str | None 
     old = {k: v for k, v in read_card(model_dir).items() if k not in _NOT_CARRIED}
     fields = {**old, "name": os.path.basename(os.path.normpath(out_dir)), **(card or {})}
     return export_model(out_dir, preset, models["gen_ema"], autoencoder, fields,
-                        overwrite=overwrite, gan_models=models)
+                        overwrite=overwrite, gan_models=shipped_networks(models))

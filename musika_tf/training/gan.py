@@ -417,14 +417,18 @@ class GANTrainer(loop.Trainer):
 
     def _init_from(self, run_dir: str) -> None:
         """Load models and R1 switch from `run_dir`'s latest checkpoint, or from the ``weights/``
-        of an exported model folder (optimisers stay fresh). Generator, critic and EMA generator
-        must be there; heads the source lacks (reconstruction, condition regressor) start fresh."""
+        of an exported model folder (optimisers stay fresh). Critic and EMA generator must be
+        there; the generator starts from the EMA generator where a folder has no raw one (exports
+        since session 11); heads the source lacks (reconstruction, condition regressor, join
+        critic) start fresh."""
         from musika_tf.export import has_weights, read_card, read_weights
 
         core = {k: m for k, m in self.models().items() if k in ("generator", "critic", "gen_ema")}
-        if has_weights(run_dir, *core):
-            heads = {k: m for k, m in self.models().items() if k not in core and has_weights(run_dir, k)}
-            read_weights(run_dir, **core, **heads)
+        if has_weights(run_dir, "critic", "gen_ema"):  # an exported model folder
+            found = {k: m for k, m in self.models().items() if has_weights(run_dir, k)}
+            read_weights(run_dir, **found)
+            if "generator" not in found:  # folders keep only the EMA generator: start from it
+                self.generator.set_weights(self.gen_ema.get_weights())
             self.switch.assign(float(read_card(run_dir).get("r1_switch", -1.0)))
             return
         path = tf.train.latest_checkpoint(os.path.join(run_dir, loop.CHECKPOINT_DIR))
