@@ -84,7 +84,7 @@ def test_generate_in_the_browser_gives_non_silent_stereo_of_the_length_asked(pag
     link.wait_for(state="attached")
     audio, rate = sf.read(io.BytesIO(urllib.request.urlopen(link.get_attribute("href")).read()))
     assert rate == 22050 and audio.shape == (5 * rate, 2)
-    assert np.all(audio.std(axis=0) > 1e-3), "silent channel"
+    assert np.all(audio.std(axis=0) > 1e-5), "silent channel"  # random weights: quiet (~1e-3), not silent
     expected = generator.generate("piano", 5, 7, 2.0, density=6).audios[0][1] / 32768.0
     np.testing.assert_allclose(audio, expected, atol=1 / 32768.0)  # the sliders reached the engine
     assert "real time" in page.locator("#summary").inner_text()
