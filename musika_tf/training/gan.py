@@ -279,30 +279,27 @@ class GANTrainer(loop.Trainer):
 
     def train_step(self, batch: dict) -> dict:
         """One simultaneous G/D update (reference 4.9 / 4.10); returns losses and ``finite``."""
-        real = tf.expand_dims(tf.convert_to_tensor(batch["real"], tf.float32), 1)  # [B,1,L,2D]
+        real_seq = tf.expand_dims(tf.convert_to_tensor(batch["real"], tf.float32), 1)  # [B,1,L,2D]
         cond = batch.get("cond")
         coords = batch["coords"] if cond is None else gan.append_condition(batch["coords"], cond)
         offsets, latlen = batch.get("crop_offsets"), self.preset.gan.latlen
-        joins_real = None if self.join_critic is None else self._join_input(real[:, :, :latlen], cond)
+        real = real_seq
         if offsets is not None:  # the critic's windows: latlen latents from the offsets on
-            real = augment.crop(real, offsets, latlen)
+            real = augment.crop(real_seq, offsets, latlen)
             cond = None if cond is None else augment.crop(cond, offsets, latlen)
         reseed_noise(self.generator, batch["noise_seed"])
         g_vars = self.trainable_variables_for("generator")
         d_vars = self.trainable_variables_for("critic")
         with tf.GradientTape() as d_tape:
             with tf.GradientTape() as g_tape:  # the generator's tape skips the penalty graph
-                fake = gan.generate_halves(self.generator, coords)  # [B, 1, L, 2D]
-                extra = {}
-                if self.join_critic is not None:  # the join of the first window's two halves
-                    join_logit = self.join_critic(
-                        self._join_input(fake[:, :, :latlen], batch.get("cond")), training=True)
-                    extra["g_join"] = losses.hinge_generator(join_logit)
-                if offsets is not None:
-                    fake = augment.crop(fake, offsets, latlen)
+                fake_seq = gan.generate_halves(self.generator, coords)  # [B, 1, L, 2D]
+                fake = fake_seq if offsets is None else augment.crop(fake_seq, offsets, latlen)
                 fake_logit, _ = _split_critic_output(self._critic(fake, cond, batch.get("aug_fake")))
                 g_loss = losses.hinge_generator(fake_logit)
+                extra = {}
                 if self.join_critic is not None:
+                    join_logit = self._join_critic(fake_seq, batch.get("cond"))
+                    extra["g_join"] = losses.hinge_generator(join_logit)
                     g_loss += self.preset.gan.join_critic_weight * extra["g_join"]
                 if self.regressor is not None:
                     extra["g_cond"] = self._condition_error(fake, cond)
@@ -311,7 +308,7 @@ class GANTrainer(loop.Trainer):
             logs = {**self._critic_losses(real, fake_logit, cond, batch.get("aug_real")),
                     "g_loss": g_loss, **extra}
             if self.join_critic is not None:
-                real_join_logit = self.join_critic(joins_real, training=True)
+                real_join_logit = self._join_critic(real_seq, batch.get("cond"))
                 logs["d_join_r"], logs["d_join_f"] = losses.hinge_critic(real_join_logit, join_logit)
                 logs["d_loss"] += self.preset.gan.join_critic_weight * 0.5 * (
                     logs["d_join_r"] + logs["d_join_f"])
@@ -392,14 +389,15 @@ class GANTrainer(loop.Trainer):
         logs["d_loss"] = d_loss
         return logs
 
-    def _join_input(self, windows, cond):
-        """The join critic's input: the `gan.join_span` of ``[B, 1, latlen, 2D]`` windows, with the
-        same span of their network condition ``[B, L, K]`` appended when conditioned."""
-        span = gan.join_span(windows)
-        if cond is None:
-            return span
-        curve = tf.convert_to_tensor(cond, tf.float32)[:, :windows.shape[2]]
-        return gan.append_condition(span, gan.join_span(curve))
+    def _join_critic(self, sequences, cond):
+        """Join critic logits ``[B, 1]`` of the `gan.join_span` of the first window of `sequences`
+        ``[B, 1, L, 2D]`` (of a generated one: around the join of its two halves), with the same
+        span of the network condition `cond` ``[B, L, K]`` appended when conditioned."""
+        span = gan.join_span(sequences[:, :, :self.preset.gan.latlen])
+        if cond is not None:
+            curve = tf.convert_to_tensor(cond, tf.float32)[:, :self.preset.gan.latlen]
+            span = gan.append_condition(span, gan.join_span(curve))
+        return self.join_critic(span, training=True)
 
     def _condition_error(self, latents, cond):
         """Mean squared error of the regressor's per-frame estimate vs the condition value
