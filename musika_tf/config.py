@@ -122,6 +122,12 @@ class GANConfig:
         0.0, "conditioned models: weight of an auxiliary condition regressor's error on generated "
              "windows in the generator loss (0 = off); the regressor learns the condition value "
              "from real latents alone, so the generator must make it audible")
+    condition_feedback_every: int = _f(
+        0, "density models with the condition regressor: every this many steps, decode a few "
+           "windows of the generator, measure their note density with the training labels' onset "
+           "detector and let the regressor learn from these too (musika_tf.training.feedback), "
+           "so that it reads generated latents as they sound and cannot be fooled (0 = off; "
+           "about 2.5 s of CPU per refresh)")
 
 
 @dataclass(frozen=True)

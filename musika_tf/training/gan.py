@@ -35,6 +35,11 @@ One step (simultaneous G and D update from one forward pass):
   real windows (a uniformly random place in the data), never augmented:
   ``+ 0.5 * w * (hinge_r + hinge_f)`` of J in ``L_D``, ``- w * mean J(fake)`` in ``L_G``. The main
   critic's translation moves the join about; this one keeps it where every generated seam is.
+- With ``condition_feedback_every`` k > 0 (density models with the regressor; `feedback`): every
+  k steps a few generated windows are decoded and measured with the training labels' onset
+  detector; every batch then carries ``fb_latents`` / ``fb_cond`` drawn from the most recent ones,
+  and ``+ w * mse(R(fb_latents), fb_cond)`` in ``L_D``, so R learns what generated latents sound
+  like and the generator cannot fool it.
 - The EMA generator (a separate model, checkpointed, used for previews and export) moves towards the
   generator every step: ``ema <- d * ema + (1 - d) * gen``.
 
@@ -60,13 +65,14 @@ from musika_tf.audio import save_audio, save_spectrogram_png
 from musika_tf.config import Preset
 from musika_tf.data.latents import mapped_entries, window
 from musika_tf.layers import dtype_policy, reseed_noise
-from musika_tf.training import augment, distribute, loop
+from musika_tf.training import augment, distribute, feedback, loop
 
 REC_WEIGHT = 10.0  # v22 critic reconstruction loss weight (reference 4.10.6)
 SWAP_PROBABILITY = 0.5  # v44 left/right swap of real windows, one draw per batch
 PREVIEW_WINDOWS = 4
 PREVIEW_BOUND = 2.0  # truncation bound of preview coordinates (the v44 UI default)
 _DATA_STREAM, _NOISE_STREAM, _AUGMENT_STREAM, _CROP_STREAM = 1000, 1001, 1002, 1003  # coordinates: 0..4
+_FEEDBACK_STREAM = 1004
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 
@@ -223,8 +229,11 @@ class GANTrainer(loop.Trainer):
             raise ValueError(f"critic_crop_halves={preset.gan.critic_crop_halves} needs an even "
                              f"batch_size * {halves} (half-windows are paired into generator "
                              f"windows); batch_size is {preset.train.batch_size}")
+        feedback.check_feedback(preset, decode_fn)
         self.crops = LatentCrops.from_store(latents_dir, preset, split)
         self.decode_fn = decode_fn
+        self.feedback = (feedback.ConditionFeedback(preset, decode_fn, run_dir)
+                         if preset.gan.condition_feedback_every else None)
         self.lr = preset.train.lr if lr is None else float(lr)
         self.mixed = loop.use_mixed_precision(preset)
         keras.utils.set_random_seed(preset.train.seed)
@@ -274,7 +283,13 @@ class GANTrainer(loop.Trainer):
 
     def _stream(self, draw: int) -> Iterator[dict]:
         while True:
-            yield make_batch(self.preset, self.crops, draw)
+            batch = make_batch(self.preset, self.crops, draw)
+            if self.feedback is not None:  # generated windows measured so far (`feedback`)
+                if self.feedback.due(draw):
+                    self.feedback.refresh(self.generator, batch, draw)
+                rng = np.random.default_rng([self.preset.train.seed, draw, _FEEDBACK_STREAM])
+                batch.update(self.feedback.sample(rng))
+            yield batch
             draw += 1
 
     def train_step(self, batch: dict) -> dict:
@@ -307,6 +322,9 @@ class GANTrainer(loop.Trainer):
                 g_scaled = loop.scale_loss(self.g_opt, g_loss)
             logs = {**self._critic_losses(real, fake_logit, cond, batch.get("aug_real")),
                     "g_loss": g_loss, **extra}
+            if "fb_latents" in batch:  # the regressor also learns measured generated windows
+                logs["d_cond_fb"] = self._condition_error(batch["fb_latents"], batch["fb_cond"])
+                logs["d_loss"] += self.preset.gan.condition_loss_weight * logs["d_cond_fb"]
             if self.join_critic is not None:
                 real_join_logit = self._join_critic(real_seq, batch.get("cond"))
                 logs["d_join_r"], logs["d_join_f"] = losses.hinge_critic(real_join_logit, join_logit)
@@ -401,8 +419,10 @@ class GANTrainer(loop.Trainer):
 
     def _condition_error(self, latents, cond):
         """Mean squared error of the regressor's per-frame estimate vs the condition value
-        (channel 0 of the network condition ``[B, T, K]``) of `latents` ``[B, 1, T, 2D]``."""
-        values = tf.convert_to_tensor(cond, tf.float32)[..., 0]
+        (channel 0 of the network condition ``[B, T, K]``, or the value itself ``[B, T]``) of
+        `latents` ``[B, 1, T, 2D]``."""
+        values = tf.convert_to_tensor(cond, tf.float32)
+        values = values[..., 0] if len(values.shape) == 3 else values
         return losses.mse(values, self.regressor(latents, training=True))
 
     def _after_update(self, switch):
