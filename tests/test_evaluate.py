@@ -99,9 +99,12 @@ def test_density_model_gets_a_density_section_with_the_autoencoders_ceiling(data
     ceiling = density["autoencoder_ceiling"]
     assert ceiling["n"] == report["reference_excerpts"] and -1.0 <= ceiling["spearman"] <= 1.0
     assert ceiling["real_mean"] > 0  # the reference clicks have onsets
+    independent = density["independent"]
+    assert independent["detector"] == "librosa spectral flux" and independent["n"] == density["n"]
     assert report["condition"]["tempo"].startswith("not applicable")
     write_report(report, str(tmp_path / "out"))
-    assert "autoencoder ceiling" in (tmp_path / "out" / "report.md").read_text()
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "autoencoder ceiling" in text and "independent detector" in text
 
 
 def test_cli_errors_name_the_problem(plain_model, data_dir, tmp_path, capsys):

@@ -88,6 +88,15 @@ def test_density_metric_ranks_excerpts_of_known_onset_rate():
     assert result["mae_onsets_per_s"] < 0.5, measured
 
 
+def test_the_independent_flux_detector_also_counts_notes_of_known_rate():
+    rates = np.array([0.5, 1.0, 2.0, 4.0, 6.0])
+    measured = np.array([control.flux_onset_rate(_notes(r, seed=i), RATE)
+                         for i, r in enumerate(rates)])
+    assert control.density_control(rates, measured)["spearman"] == pytest.approx(1.0)
+    # its own scale (it also hears the abrupt end of these test notes), but the same order
+    assert np.all(measured >= 0.5 * rates) and np.all(measured <= 2.5 * rates), measured
+
+
 def test_density_grid_spans_the_training_excerpts_frame_densities():
     """Training excerpts at 1 and 5 notes/s: the grid's 10th-90th percentile reaches both."""
     from types import SimpleNamespace

@@ -6,6 +6,11 @@
   Spearman rank correlation over the grid and mean absolute error in onsets/s. Beside it the
   autoencoder's ceiling (`density_ceiling`): the same detector on held-out real excerpts and on
   their reconstructions, so a weak Spearman can be told apart from an autoencoder that loses onsets.
+  And a second, independent detector (`flux_onset_rate`: librosa's spectral-flux onset strength and
+  peak picking), which shares nothing with madmom's networks: madmom made the training labels and,
+  with condition feedback (`musika_tf.training.feedback`), measures generated audio during
+  training, so a model could learn what madmom hears without playing notes; the independent
+  Spearman would show it.
 - Tempo: the BPM of each generated piece estimated by Tempo-CNN (`musika_tf.evaluation.tempo`), NOT
   the madmom beat tracker that may have made training labels, against the requested BPM: mean
   absolute error, Accuracy1 (within 2 %) and Accuracy2 (also octave errors x2, x3, /2, /3), split
@@ -24,6 +29,16 @@ def onset_rate(audio: np.ndarray, sample_rate: int) -> float:
     """Onsets per second of stereo or mono audio (madmom CNN onsets)."""
     seconds = len(audio) / sample_rate
     return float(len(conditioning.onset_times(audio, sample_rate)) / seconds)
+
+
+def flux_onset_rate(audio: np.ndarray, sample_rate: int) -> float:
+    """Onsets per second of stereo or mono audio by librosa's onset detector (mel spectral flux,
+    its default peak picking): independent of the madmom networks of training."""
+    import librosa
+
+    mono = np.ascontiguousarray(conditioning.to_mono(audio), dtype=np.float32)
+    onsets = librosa.onset.onset_detect(y=mono, sr=sample_rate, units="time")
+    return float(len(onsets) / (len(audio) / sample_rate))
 
 
 def density_control(requested: np.ndarray, measured: np.ndarray) -> dict:

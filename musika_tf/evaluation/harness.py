@@ -187,6 +187,9 @@ def condition_section(engine: Engine, settings: Settings, ref_values: np.ndarray
                               settings.bound, list(requested), "density grid")
         measured = np.array([control.onset_rate(p, rate) for p in pieces])
         density = control.density_control(requested, measured)
+        density["independent"] = {
+            "detector": "librosa spectral flux",
+            **control.density_control(requested, [control.flux_onset_rate(p, rate) for p in pieces])}
         density["autoencoder_ceiling"] = control.density_ceiling(
             ref_values, [control.onset_rate(x, rate) for x in tqdm(reconstructed, desc="onsets (AE)")])
         return {"density": density,

@@ -51,6 +51,12 @@ def _condition_rows(section: dict) -> list[str]:
                  f"| grid (onsets/s) | {', '.join(_fmt(g) for g in density['grid_onsets_per_s'])} |",
                  f"| measured mean per grid point | "
                  f"{', '.join(_fmt(g) for g in density['measured_mean_per_grid'])} |"]
+        independent = density.get("independent")
+        if independent:
+            rows += [f"| Spearman, independent detector ({independent['detector']}) | "
+                     f"{_fmt(independent['spearman'])} |",
+                     f"| measured mean per grid point, independent detector (onsets/s) | "
+                     f"{', '.join(_fmt(g) for g in independent['measured_mean_per_grid'])} |"]
         ceiling = density.get("autoencoder_ceiling")
         if ceiling:
             rows += [f"| autoencoder ceiling: Spearman of {ceiling['n']} held-out excerpts vs their "
@@ -151,9 +157,10 @@ TABLE_START, TABLE_END = "<!-- evaluation-table:start -->", "<!-- evaluation-tab
 def _condition_summary(condition: dict) -> str:
     density, tempo = condition.get("density"), condition.get("tempo")
     if isinstance(density, dict):
-        ceiling = density.get("autoencoder_ceiling")
-        through_ae = f" (AE ceiling {ceiling['spearman']:.2f})" if ceiling else ""
-        return (f"density Spearman {density['spearman']:.2f}{through_ae}, "
+        ceiling, independent = density.get("autoencoder_ceiling"), density.get("independent")
+        beside = f" (AE ceiling {ceiling['spearman']:.2f})" if ceiling else ""
+        beside += f", independent detector {independent['spearman']:.2f}" if independent else ""
+        return (f"density Spearman {density['spearman']:.2f}{beside}, "
                 f"MAE {density['mae_onsets_per_s']:.2f} onsets/s")
     if isinstance(tempo, dict) and tempo.get("inside_training_range"):
         r = tempo["inside_training_range"]
