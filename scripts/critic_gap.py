@@ -47,7 +47,8 @@ def mean_logit(trainer: GANTrainer, windows, cond, augmentation) -> float:
 
 def critic_gap(source: str, latents: str, batches: int, augmented: bool) -> dict:
     """Mean critic logit per real split and for generated windows."""
-    preset = load_preset(os.path.join(source, "preset.json"))
+    # no condition feedback: it needs a decoder, and nothing here trains
+    preset = load_preset(os.path.join(source, "preset.json")).with_overrides(condition_feedback_every=0)
     augmented = augmented and augment.enabled(preset.gan)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = GANTrainer(preset, scratch, latents, init_from=source)

@@ -110,3 +110,16 @@ def test_with_feedback_the_regressor_learns_how_generated_windows_sound(tmp_path
     values = np.stack(fed.values)
     errors = {every: float(t._condition_error(latents, values)) for every, t in trainers.items()}
     assert errors[25] < 0.5 * errors[0], errors
+
+
+def test_a_resumed_run_takes_the_feedback_setting_of_the_request(tmp_path):
+    """It changes no network, so an older run (saved without feedback) resumes under a preset that
+    has it, while an architecture change is still refused."""
+    from musika_tf.training.run import run_preset
+
+    old = FEEDBACK.with_overrides(condition_feedback_every=0)
+    run_preset(str(tmp_path), old)  # a new run: saves its preset
+    assert run_preset(str(tmp_path), FEEDBACK).gan.condition_feedback_every == 25
+    assert run_preset(str(tmp_path), old).gan.condition_feedback_every == 0
+    with pytest.raises(ValueError, match="base_channels"):
+        run_preset(str(tmp_path), FEEDBACK.with_overrides(base_channels=16))

@@ -43,7 +43,9 @@ def run_folder(name: str) -> str:
 
 # Non-training fields an existing run takes from the call: they change how data is labelled or how
 # audio is decoded, no network's weights.
-_FREE_FIELDS = ("cond", "density_bandwidth", "decode_context")
+# Fields a resumed run takes from the request: none changes a network's weights' shapes.
+_FREE_GAN_FIELDS = ("cond", "density_bandwidth", "condition_feedback_every")
+_FREE_FIELDS = _FREE_GAN_FIELDS + ("decode_context",)
 
 
 def run_preset(run_dir: str, requested: Preset) -> Preset:
@@ -65,8 +67,7 @@ def run_preset(run_dir: str, requested: Preset) -> Preset:
     merged = dataclasses.replace(
         saved, train=requested.train,
         ae=dataclasses.replace(saved.ae, decode_context=requested.ae.decode_context),
-        gan=dataclasses.replace(saved.gan, cond=requested.gan.cond,
-                                density_bandwidth=requested.gan.density_bandwidth))
+        gan=dataclasses.replace(saved.gan, **{f: getattr(requested.gan, f) for f in _FREE_GAN_FIELDS}))
     _write_preset(merged, run_dir)
     return merged
 
