@@ -41,9 +41,8 @@ def run_folder(name: str) -> str:
     return name if os.sep in name or os.path.isdir(name) else os.path.join(RUNS_DIR, name)
 
 
-# Non-training fields an existing run takes from the call: they change how data is labelled or how
-# audio is decoded, no network's weights.
-# Fields a resumed run takes from the request: none changes a network's weights' shapes.
+# Non-training fields an existing run takes from the call: they change how data is labelled, how
+# audio is decoded or what the condition regressor learns from, no network's weights.
 _FREE_GAN_FIELDS = ("cond", "density_bandwidth", "condition_feedback_every")
 _FREE_FIELDS = _FREE_GAN_FIELDS + ("decode_context",)
 
