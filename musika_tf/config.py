@@ -117,6 +117,10 @@ class GANConfig:
              "generator's two half-windows against real latents at the same place of a real "
              "window (musika_tf.gan.build_join_critic; no augmentation, so the join stays where "
              "it is made): the seams of every generated piece (0 = off)")
+    join_critic_anywhere: bool = _f(
+        False, "with the join critic: it also judges a span at a uniformly random place of every "
+               "generated window against the same place of a real one, so it checks the local "
+               "texture of the whole window, not only the join (musika_tf.gan.local_span)")
     critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
     condition_loss_weight: float = _f(
         0.0, "conditioned models: weight of an auxiliary condition regressor's error on generated "

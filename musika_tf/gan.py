@@ -360,6 +360,18 @@ def join_span(x):
     return x[:, :, start:start + JOIN_SPAN] if axis == 2 else x[:, start:start + JOIN_SPAN]
 
 
+def local_span(x, starts):
+    """`JOIN_SPAN` latents from ``starts[b]`` on of each window ``[B, 1, T, C]`` (or curve
+    ``[B, T, K]``); `starts` ``[B]`` int32 in ``[0, T - JOIN_SPAN]``."""
+    squeeze = len(x.shape) == 4
+    rows = x[:, 0] if squeeze else x  # [B, T, C]
+    batch, length = ops.shape(rows)[0], rows.shape[1]
+    first = ops.cast(starts, "int32") + ops.arange(batch, dtype="int32") * length  # in [B*T]
+    index = first[:, None] + ops.arange(JOIN_SPAN, dtype="int32")[None]  # [B, JOIN_SPAN]
+    span = ops.take(ops.reshape(rows, (-1, rows.shape[-1])), index, axis=0)
+    return span[:, None] if squeeze else span
+
+
 def build_join_critic(preset: Preset) -> keras.Model:
     """Local join critic ``[B, 1, JOIN_SPAN, stereo_latent_dim (+ condition channels)] -> logit
     [B, 1]`` (float32): three convs (k3, 2C wide, LReLU; the middle one stride 2), mean over time,

@@ -56,6 +56,7 @@ def test_evaluate_writes_every_section(plain_model, data_dir, tmp_path):
     for name in ("generated", "floor_training_real", "ceiling_autoencoder"):
         r = report["fad"][name]
         assert np.isfinite(r["value"]) and r["stderr"] >= 0 and len(r["sizes"]) >= 3
+        assert r["sampling_stderr"] > 0
     # random weights: far from the real clicks, much farther than real vs real
     assert report["fad"]["generated"]["value"] > report["fad"]["floor_training_real"]["value"]
     assert report["condition"]["tempo"].startswith("not applicable")

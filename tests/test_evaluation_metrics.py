@@ -48,6 +48,24 @@ def test_fad_infinity_compares_across_sample_sizes():
     assert abs(small.value - large.value) < 3 * (small.stderr + large.stderr) + 0.05
 
 
+def test_sampling_spread_matches_the_fad_spread_of_other_piece_sets_and_shrinks_with_more():
+    # pieces of 4 alike patches (a per-piece offset), as generated pieces are
+    def pieces(n, seed):
+        rng = np.random.default_rng(seed)
+        return [rng.normal(0.2, 0.3, (1, 8)) + rng.normal(0, 1, (4, 8)) for _ in range(n)]
+
+    ref = _gaussian(2000, d=8, seed=6)
+    one_set = fad.sampling_spread(pieces(32, 7), ref, draws=200)
+    # the truth: FAD of many independent sets of 32 pieces
+    actual = np.std([fad.fad(np.concatenate(pieces(32, 100 + i)), ref) for i in range(200)])
+    assert 0.6 * actual < one_set < 1.6 * actual, (one_set, actual)
+    # and it is what the fit's stderr misses: far wider than it here
+    assert one_set > 2 * fad.fad_infinity(np.concatenate(pieces(32, 7)), ref).stderr
+    assert fad.sampling_spread(pieces(128, 8), ref, draws=200) < 0.7 * one_set
+    with pytest.raises(ValueError, match="at least 2 pieces"):
+        fad.sampling_spread(pieces(1, 9), ref)
+
+
 def _tone(seconds, freq, seed=0):
     t = np.arange(int(seconds * RATE)) / RATE
     rng = np.random.default_rng(seed)

@@ -503,6 +503,32 @@ def test_the_join_span_is_centred_on_the_generators_join():
     assert tuple(logit.shape) == (2, 1)
 
 
+def test_a_local_span_starts_where_asked_in_every_window():
+    x = np.arange(3 * 128 * 2, dtype=np.float32).reshape(3, 1, 128, 2)
+    starts = np.array([0, 57, 128 - gan.JOIN_SPAN], np.int32)
+    span = np.asarray(gan.local_span(tf.constant(x), starts))
+    assert span.shape == (3, 1, gan.JOIN_SPAN, 2)
+    for b, s in enumerate(starts):
+        np.testing.assert_array_equal(span[b, 0], x[b, 0, s:s + gan.JOIN_SPAN])
+    np.testing.assert_array_equal(np.asarray(gan.local_span(x[:, 0], starts))[1], x[1, 0, 57:73])
+
+
+def test_the_join_critic_anywhere_also_judges_random_spans_of_both_windows(tmp_path):
+    preset = JOINED.with_overrides(join_critic_anywhere=True)
+    store = write_store(tmp_path / "store", preset, chunks=2)
+    trainer = G.GANTrainer(preset, str(tmp_path / "run"), store)
+    batches = [next(trainer.batches(draw)) for draw in (0, 1, 0)]
+    starts = [b["local_starts"] for b in batches]
+    assert starts[0].shape == (preset.train.batch_size,) and starts[0].dtype == np.int32
+    assert all(0 <= s.min() and s.max() <= preset.gan.latlen - gan.JOIN_SPAN for s in starts)
+    np.testing.assert_array_equal(starts[0], starts[2])  # a pure function of the draw
+    assert not np.array_equal(starts[0], starts[1])
+    logs = {k: float(v) for k, v in trainer.train_step(batches[0]).items() if k != "applied"}
+    assert {"g_local", "d_local_r", "d_local_f", "g_join"} <= set(logs)
+    assert all(np.isfinite(v) for v in logs.values())
+    assert "local_starts" not in next(G.GANTrainer(JOINED, str(tmp_path / "plain"), store).batches(0))
+
+
 def test_a_join_critic_step_trains_it_and_it_is_saved_exported_and_optional_at_init(tmp_path):
     from musika_tf.training.export_run import restore_gan
 

@@ -9,6 +9,10 @@ embeddings n, so values from different sample counts do not compare. FAD-infinit
 2020, "Effectively unbiased FID") computes FAD on random subsets of several sizes n_i, fits the line
 ``FAD(n) = FAD_inf + k / n`` by least squares and reports its intercept; its uncertainty here is the
 intercept's standard error from that fit (residual-based), reported beside the value.
+
+That standard error only says how well the line fits the subsets of one generated set. Another set
+of as many generated pieces (other seeds) gives another FAD; `sampling_spread` estimates how far,
+by resampling the pieces (each piece's patches together, since they are alike) with replacement.
 """
 
 from __future__ import annotations
@@ -99,3 +103,17 @@ def fad_infinity(generated: np.ndarray, reference: np.ndarray, *, seed: int = 0,
     return FadInfinity(value=float(coef[0]), stderr=float(np.sqrt(max(cov[0, 0], 0.0))),
                        slope=float(coef[1]), sizes=tuple(int(s) for s in sizes),
                        fads=tuple(means), fad_full=frechet_distance(GaussianStats.of(generated), ref))
+
+
+def sampling_spread(pieces: list, reference: np.ndarray, *, seed: int = 0, draws: int = 100) -> float:
+    """Standard deviation of the FAD against `reference` ``[m, d]`` over `draws` bootstrap
+    resamples of `pieces` (a list of ``[patches_i, d]`` embeddings, one entry per generated piece,
+    drawn with replacement and concatenated): how much the FAD moves from one set of as many pieces
+    to another (squared-embedding units). Needs at least 2 pieces."""
+    if len(pieces) < 2:
+        raise ValueError(f"sampling_spread needs at least 2 pieces, got {len(pieces)}")
+    ref = GaussianStats.of(reference)
+    rng = np.random.default_rng(seed)
+    values = [frechet_distance(GaussianStats.of(np.concatenate(
+        [pieces[i] for i in rng.integers(0, len(pieces), len(pieces))])), ref) for _ in range(draws)]
+    return float(np.std(values, ddof=1))

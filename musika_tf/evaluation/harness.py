@@ -9,7 +9,8 @@ Steps (each with a progress bar):
    excerpt per piece (so the generated set follows the data's condition distribution).
 3. FAD-infinity (MusiCNN embeddings of 3-s patches) of generated vs reference, with its floor
    (training vs reference) and the ceiling the GAN can reach (the model's own autoencoder
-   reconstructions of the reference vs the reference).
+   reconstructions of the reference vs the reference); each with the fit's standard error and the
+   spread expected from another set of as many pieces (`fad.sampling_spread`).
 4. Condition control on a grid (density: 5 rates spanning the 10th-90th percentile of the
    training excerpts' per-latent density, the values the condition took in training;
    tempo: 120..150 BPM in steps of 5 plus 110 and 160 outside the techno set's range, 20-s pieces,
@@ -142,21 +143,24 @@ def generate_set(engine: Engine, count: int, seconds: float, seed: int, bound: f
 # The metrics
 
 
-def _embed(embedder, clips: list, rate: int, desc: str) -> np.ndarray:
-    return np.concatenate([embedder.embed(c, rate) for c in tqdm(clips, desc=desc)])
+def _embed(embedder, clips: list, rate: int, desc: str) -> list[np.ndarray]:
+    """Patch embeddings ``[patches, d]`` of every clip, one array per clip."""
+    return [embedder.embed(c, rate) for c in tqdm(clips, desc=desc)]
 
 
 def fad_section(embedder, generated: list, reference: list, training: list, reconstructed: list,
                 rate: int, seed: int) -> dict:
-    """FAD-infinity of generated, floor (training) and ceiling (AE reconstructions) vs reference."""
-    ref = _embed(embedder, [x.audio for x in reference], rate, "embed reference")
+    """FAD-infinity of generated, floor (training) and ceiling (AE reconstructions) vs reference,
+    each with its `fad.sampling_spread` over the pieces (``sampling_stderr``)."""
+    ref = np.concatenate(_embed(embedder, [x.audio for x in reference], rate, "embed reference"))
     sets = {"generated": generated, "floor_training_real": [x.audio for x in training],
             "ceiling_autoencoder": reconstructed}
     out = {"embedding": "MusiCNN (MSD) penultimate layer, 200-d, 3-s patches",
            "reference_patches": int(len(ref))}
     for name, clips in sets.items():
-        result = fad.fad_infinity(_embed(embedder, clips, rate, f"embed {name}"), ref, seed=seed)
-        out[name] = result.to_dict()
+        pieces = _embed(embedder, clips, rate, f"embed {name}")
+        out[name] = fad.fad_infinity(np.concatenate(pieces), ref, seed=seed).to_dict()
+        out[name]["sampling_stderr"] = fad.sampling_spread(pieces, ref, seed=seed)
     return out
 
 

@@ -32,12 +32,14 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def _fad_rows(section: dict) -> list[str]:
-    rows = ["| set vs held-out real | FAD-inf | +- | FAD (all samples) |", "|---|---|---|---|"]
+    rows = ["| set vs held-out real | FAD-inf | +- (fit) | +- (another set of pieces) | "
+            "FAD (all samples) |", "|---|---|---|---|---|"]
     labels = {"floor_training_real": "floor: training real", "ceiling_autoencoder":
               "ceiling: AE reconstructions", "generated": "**generated**"}
     for key, label in labels.items():
         r = section[key]
-        rows.append(f"| {label} | {_fmt(r['value'])} | {_fmt(r['stderr'], 2)} | {_fmt(r['fad_full'])} |")
+        rows.append(f"| {label} | {_fmt(r['value'])} | {_fmt(r['stderr'], 2)} | "
+                    f"{_fmt(r.get('sampling_stderr'), 2)} | {_fmt(r['fad_full'])} |")
     return rows
 
 
@@ -176,9 +178,11 @@ def summary_table(report_dirs: list) -> str:
         with open(os.path.join(folder, JSON_NAME)) as fh:
             r = json.load(fh)
         f, s = r["fad"], r["seams"]
+        spread = f["generated"].get("sampling_stderr")
+        other_set = "" if spread is None else f" (another set of pieces: +- {spread:.1f})"
         rows.append(
             f"| {r['name']} | {r['data']} | {f['generated']['value']:.2f} +- "
-            f"{f['generated']['stderr']:.2f} | {f['floor_training_real']['value']:.2f} | "
+            f"{f['generated']['stderr']:.2f}{other_set} | {f['floor_training_real']['value']:.2f} | "
             f"{f['ceiling_autoencoder']['value']:.2f} | {_condition_summary(r['condition'])} | "
             f"{s['generated']:.2f} ({s['naive_concatenation']:.2f}) | "
             f"{r['speed']['real_time_factor']:.0f}x | [{os.path.basename(folder)}]"

@@ -35,6 +35,9 @@ One step (simultaneous G and D update from one forward pass):
   real windows (a uniformly random place in the data), never augmented:
   ``+ 0.5 * w * (hinge_r + hinge_f)`` of J in ``L_D``, ``- w * mean J(fake)`` in ``L_G``. The main
   critic's translation moves the join about; this one keeps it where every generated seam is.
+  With ``join_critic_anywhere`` J also judges a span at a random place (``local_starts``, the same
+  for the real and the generated window of an example) with the same weight: local texture
+  everywhere in the window.
 - With ``condition_feedback_every`` k > 0 (density models with the regressor; `feedback`): every
   k steps a few generated windows are decoded and measured with the training labels' onset
   detector; every batch then carries ``fb_latents`` / ``fb_cond`` drawn from the most recent ones,
@@ -72,7 +75,7 @@ SWAP_PROBABILITY = 0.5  # v44 left/right swap of real windows, one draw per batc
 PREVIEW_WINDOWS = 4
 PREVIEW_BOUND = 2.0  # truncation bound of preview coordinates (the v44 UI default)
 _DATA_STREAM, _NOISE_STREAM, _AUGMENT_STREAM, _CROP_STREAM = 1000, 1001, 1002, 1003  # coordinates: 0..4
-_FEEDBACK_STREAM = 1004
+_FEEDBACK_STREAM, _LOCAL_STREAM = 1004, 1005
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 
@@ -156,8 +159,9 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     Keys: ``real`` ``[B, L, 2D]``, ``coords`` ``[B, L, 2*coorddepth]``, ``noise_seed`` int64
     ``[]``, with conditioning ``cond`` ``[B, L, K]`` (network condition), with critic augmentation
     ``aug_real`` / ``aug_fake`` ``[B, 3]`` int32 (`augment.draw`), and with the join-position crop
-    ``crop_offsets`` ``[B]`` int32 (`augment.draw_crop_offsets`). L = `augment.crop_length`
-    (latlen without the crop).
+    ``crop_offsets`` ``[B]`` int32 (`augment.draw_crop_offsets`), with ``join_critic_anywhere``
+    ``local_starts`` ``[B]`` int32 (first latent of each window's random local span). L =
+    `augment.crop_length` (latlen without the crop).
     """
     key = (preset.train.seed, draw)
     rng = np.random.default_rng([*key, _DATA_STREAM])
@@ -176,6 +180,9 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     if g.critic_crop_halves:
         batch["crop_offsets"] = augment.draw_crop_offsets(
             np.random.default_rng([*key, _CROP_STREAM]), preset.train.batch_size, g)
+    if g.join_critic_weight > 0 and g.join_critic_anywhere:
+        batch["local_starts"] = np.random.default_rng([*key, _LOCAL_STREAM]).integers(
+            0, g.latlen - gan.JOIN_SPAN + 1, preset.train.batch_size).astype(np.int32)
     if augment.enabled(g):
         aug_rng = np.random.default_rng([*key, _AUGMENT_STREAM])
         for name in ("aug_real", "aug_fake"):
@@ -312,10 +319,14 @@ class GANTrainer(loop.Trainer):
                 fake_logit, _ = _split_critic_output(self._critic(fake, cond, batch.get("aug_fake")))
                 g_loss = losses.hinge_generator(fake_logit)
                 extra = {}
-                if self.join_critic is not None:
-                    join_logit = self._join_critic(fake_seq, batch.get("cond"))
-                    extra["g_join"] = losses.hinge_generator(join_logit)
-                    g_loss += self.preset.gan.join_critic_weight * extra["g_join"]
+                spans = {"join": None, "local": batch.get("local_starts")}
+                join_logits = {}
+                for name, starts in spans.items():
+                    if self.join_critic is None or (name == "local" and starts is None):
+                        continue
+                    join_logits[name] = self._join_critic(fake_seq, batch.get("cond"), starts)
+                    extra[f"g_{name}"] = losses.hinge_generator(join_logits[name])
+                    g_loss += self.preset.gan.join_critic_weight * extra[f"g_{name}"]
                 if self.regressor is not None:
                     extra["g_cond"] = self._condition_error(fake, cond)
                     g_loss += self.preset.gan.condition_loss_weight * extra["g_cond"]
@@ -325,11 +336,11 @@ class GANTrainer(loop.Trainer):
             if "fb_latents" in batch:  # the regressor also learns measured generated windows
                 logs["d_cond_fb"] = self._condition_error(batch["fb_latents"], batch["fb_cond"])
                 logs["d_loss"] += self.preset.gan.condition_loss_weight * logs["d_cond_fb"]
-            if self.join_critic is not None:
-                real_join_logit = self._join_critic(real_seq, batch.get("cond"))
-                logs["d_join_r"], logs["d_join_f"] = losses.hinge_critic(real_join_logit, join_logit)
-                logs["d_loss"] += self.preset.gan.join_critic_weight * 0.5 * (
-                    logs["d_join_r"] + logs["d_join_f"])
+            for name, fake_logit_j in join_logits.items():
+                real_logit_j = self._join_critic(real_seq, batch.get("cond"), spans[name])
+                r, f = losses.hinge_critic(real_logit_j, fake_logit_j)
+                logs[f"d_{name}_r"], logs[f"d_{name}_f"] = r, f
+                logs["d_loss"] += self.preset.gan.join_critic_weight * 0.5 * (r + f)
             d_scaled = loop.scale_loss(self.d_opt, logs["d_loss"])
         g_grads = g_tape.gradient(g_scaled, g_vars)
         d_grads = d_tape.gradient(d_scaled, d_vars)
@@ -407,14 +418,16 @@ class GANTrainer(loop.Trainer):
         logs["d_loss"] = d_loss
         return logs
 
-    def _join_critic(self, sequences, cond):
+    def _join_critic(self, sequences, cond, starts=None):
         """Join critic logits ``[B, 1]`` of the `gan.join_span` of the first window of `sequences`
-        ``[B, 1, L, 2D]`` (of a generated one: around the join of its two halves), with the same
-        span of the network condition `cond` ``[B, L, K]`` appended when conditioned."""
-        span = gan.join_span(sequences[:, :, :self.preset.gan.latlen])
+        ``[B, 1, L, 2D]`` (of a generated one: around the join of its two halves), or with
+        `starts` ``[B]`` of the `gan.local_span` from there, with the same span of the network
+        condition `cond` ``[B, L, K]`` appended when conditioned."""
+        cut = gan.join_span if starts is None else (lambda x: gan.local_span(x, starts))
+        span = cut(sequences[:, :, :self.preset.gan.latlen])
         if cond is not None:
             curve = tf.convert_to_tensor(cond, tf.float32)[:, :self.preset.gan.latlen]
-            span = gan.append_condition(span, gan.join_span(curve))
+            span = gan.append_condition(span, cut(curve))
         return self.join_critic(span, training=True)
 
     def _condition_error(self, latents, cond):
