@@ -29,6 +29,17 @@ def test_fad_matches_the_closed_form_for_shifted_gaussians():
     assert fad.fad(a, b) == pytest.approx(4 * 0.25, rel=0.05)
 
 
+def test_fad_terms_split_a_shift_from_a_change_of_spread():
+    ref = fad.GaussianStats.of(_gaussian(20000, d=4, seed=0))
+    shifted = fad.GaussianStats.of(_gaussian(20000, d=4, shift=0.5, seed=1))
+    wider = fad.GaussianStats.of(_gaussian(20000, d=4, scale=2.0, seed=2))
+    mean_term, cov_term = fad.frechet_terms(shifted, ref)
+    assert mean_term == pytest.approx(1.0, rel=0.05) and cov_term < 0.02
+    mean_term, cov_term = fad.frechet_terms(wider, ref)
+    assert mean_term < 0.02 and cov_term == pytest.approx(4 * (2 - 1) ** 2, rel=0.05)
+    assert sum(fad.frechet_terms(wider, shifted)) == pytest.approx(fad.frechet_distance(wider, shifted))
+
+
 def test_fad_infinity_of_two_halves_is_below_two_different_sets():
     x = _gaussian(600, seed=2)
     same = fad.fad_infinity(x[:300], x[300:], seed=0)

@@ -1,4 +1,4 @@
-"""The training diagnostics in scripts/: critic_gap.py and plot_learning_curve.py."""
+"""The diagnostics in scripts/: critic_gap.py, plot_learning_curve.py and fad_breakdown.py."""
 
 from __future__ import annotations
 
@@ -57,3 +57,22 @@ def test_learning_curve_rows_come_from_reports_and_plot(tmp_path):
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit):
         curve.main(["add", str(rows), str(tmp_path / "report.json")])  # --run/--steps required
+
+
+def test_fad_breakdown_splits_the_fad_and_names_the_tags(tmp_path):
+    from musika_tf.evaluation import musicnn
+    from tests.test_evaluate import QUICK, _clicks, _export
+    import soundfile as sf
+
+    for i, bpm in enumerate((120, 128, 136, 144)):
+        sf.write(tmp_path / f"track{i}.wav", _clicks(bpm, 30.0, i), 22050)
+    model = _export(tmp_path / "model", "none")
+    out = _script("fad_breakdown").breakdown(model, str(tmp_path), QUICK)
+    assert abs(out["reference"]["fad_mean_term"]) < 1e-6 and abs(out["reference"]["fad_covariance_term"]) < 1e-3
+    fad_of = lambda name: out[name]["fad_mean_term"] + out[name]["fad_covariance_term"]
+    assert fad_of("generated") > fad_of("floor_training_real")  # random weights vs real clicks
+    assert all(np.isfinite(out[name]["power_db"]) and out[name]["loudness_spread_db"] >= 0
+               for name in ("generated", "floor_training_real", "ceiling_autoencoder"))
+    labels = musicnn.tag_names()
+    assert len(out["tags"]) == 8 and all(tag in labels and 0 < g < 1 and 0 < r < 1
+                                         for tag, g, r in out["tags"])

@@ -38,16 +38,21 @@ class GaussianStats:
         return cls(x.mean(axis=0), np.cov(x, rowvar=False))
 
 
-def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
-    """Frechet distance between two Gaussians (squared-embedding units, >= 0)."""
+def frechet_terms(a: GaussianStats, b: GaussianStats) -> tuple[float, float]:
+    """The two terms of the Frechet distance: ``(|mu_a - mu_b|^2, tr(S_a + S_b - 2 (S_a S_b)^(1/2)))``.
+    The first says how far the sets lie apart on average, the second how differently they spread."""
     diff = a.mean - b.mean
     covmean, _ = linalg.sqrtm(a.cov @ b.cov, disp=False)
     if not np.isfinite(covmean).all():  # near-singular product: regularise as in the FID code
         eps = 1e-6 * np.eye(len(a.cov))
         covmean = linalg.sqrtm((a.cov + eps) @ (b.cov + eps))
     covmean = np.real(covmean)
-    value = diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2.0 * np.trace(covmean)
-    return float(max(value, 0.0))
+    return float(diff @ diff), float(np.trace(a.cov) + np.trace(b.cov) - 2.0 * np.trace(covmean))
+
+
+def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
+    """Frechet distance between two Gaussians (squared-embedding units, >= 0)."""
+    return float(max(sum(frechet_terms(a, b)), 0.0))
 
 
 def fad(embeddings_a: np.ndarray, embeddings_b: np.ndarray) -> float:

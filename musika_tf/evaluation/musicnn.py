@@ -19,7 +19,8 @@ Keras 2. What is reimplemented, after musicnn 0.1.0's ``extractor.extractor`` an
     residual, densely concatenated with the front end: ``[187, 753]``;
   - back end: max and mean over time (``max_pool``, ``mean_pool``, ``[753]`` each), interleaved
     ``[1506]`` -> batch norm -> dense 200 + ReLU -> batch norm = ``penultimate`` ``[200]``, the
-    embedding. (The 50-tag output layer is not built.)
+    embedding. The 50-tag output layer is not part of the network; `tag_probabilities` applies it
+    to embeddings (diagnostics: which tags the generated audio gets that the real audio does not).
 
 Layers carry the TF1 auto-names of the original graph ('conv2d_3', 'batch_normalization_7', ...),
 so each Keras variable's path is its checkpoint key. ``tests/test_musicnn.py`` checks this port
@@ -77,6 +78,28 @@ def read_checkpoint(model: str = DEFAULT_MODEL):
     import tensorflow as tf
 
     return tf.compat.v1.train.NewCheckpointReader(checkpoint_prefix(model))
+
+
+def tag_names(model: str = DEFAULT_MODEL) -> list[str]:
+    """The tag labels of a musicnn model's output layer, from the wheel's ``configuration.py``
+    (read as text: importing the package would import its TF1 code)."""
+    import ast
+
+    folder = Path(checkpoint_prefix(model)).parent  # the prefix is <wheel>/<model>/
+    source = (folder / "configuration.py").read_text()
+    name = "MSD_LABELS" if model.startswith("MSD") else "MTT_LABELS"
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
+            return list(ast.literal_eval(node.value))
+    raise ValueError(f"{folder / 'configuration.py'} has no {name}")
+
+
+def tag_probabilities(embeddings: np.ndarray, model: str = DEFAULT_MODEL) -> np.ndarray:
+    """Tag probabilities ``[n, tags]`` (sigmoid of musicnn's output layer ``dense_1``) of
+    penultimate embeddings ``[n, 200]``; the labels are `tag_names(model)`."""
+    reader = read_checkpoint(model)
+    logits = np.asarray(embeddings, np.float64) @ reader.get_tensor("dense_1/kernel")
+    return 1.0 / (1.0 + np.exp(-(logits + reader.get_tensor("dense_1/bias"))))
 
 
 # ---------------------------------------------------------------------------------------------
