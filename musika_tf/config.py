@@ -121,6 +121,11 @@ class GANConfig:
         False, "with the join critic: it also judges a span at a uniformly random place of every "
                "generated window against the same place of a real one, so it checks the local "
                "texture of the whole window, not only the join (musika_tf.gan.local_span)")
+    local_critic_weight: float = _f(
+        0.0, "weight of a second small critic, the join critic's architecture with its own "
+             "weights, that judges a span at a uniformly random place of every generated window "
+             "against the same place of a real one (musika_tf.gan.local_span): local texture "
+             "everywhere, while the join critic keeps to the join (0 = off)")
     critic_reconstruction: bool = _f(False, "paper variant's auxiliary critic reconstruction head")
     condition_loss_weight: float = _f(
         0.0, "conditioned models: weight of an auxiliary condition regressor's error on generated "

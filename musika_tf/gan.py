@@ -372,7 +372,7 @@ def local_span(x, starts):
     return span[:, None] if squeeze else span
 
 
-def build_join_critic(preset: Preset) -> keras.Model:
+def build_join_critic(preset: Preset, name: str = "join_critic") -> keras.Model:
     """Local join critic ``[B, 1, JOIN_SPAN, stereo_latent_dim (+ condition channels)] -> logit
     [B, 1]`` (float32): three convs (k3, 2C wide, LReLU; the middle one stride 2), mean over time,
     Dense. It sees only a few seconds, so what it can learn is local: how the latents of real music
@@ -385,12 +385,17 @@ def build_join_critic(preset: Preset) -> keras.Model:
     for i, stride in enumerate((1, 2, 1)):
         x = L.LeakyReLU(0.2)(_conv(2 * c, 3, stride, name=f"join{i}")(x))
     logit = L.Dense(1, kernel_initializer=INIT, name="join_out")(ops.mean(x, axis=(1, 2)))
-    return keras.Model(inp, ops.cast(logit, "float32"), name="join_critic")
+    return keras.Model(inp, ops.cast(logit, "float32"), name=name)
 
 
 def uses_join_critic(preset: Preset) -> bool:
     """Whether GAN training has the join critic (weight > 0)."""
     return preset.gan.join_critic_weight > 0
+
+
+def uses_local_critic(preset: Preset) -> bool:
+    """Whether GAN training has the local critic (`build_join_critic` on random spans, weight > 0)."""
+    return preset.gan.local_critic_weight > 0
 
 
 def uses_condition_regressor(preset: Preset) -> bool:

@@ -529,6 +529,26 @@ def test_the_join_critic_anywhere_also_judges_random_spans_of_both_windows(tmp_p
     assert "local_starts" not in next(G.GANTrainer(JOINED, str(tmp_path / "plain"), store).batches(0))
 
 
+def test_a_local_critic_has_its_own_weights_learns_random_spans_and_is_exported(tmp_path):
+    from musika_tf.training.export_run import restore_gan
+
+    preset = JOINED.with_overrides(local_critic_weight=0.5)
+    store = write_store(tmp_path / "store", preset, chunks=2)
+    trainer = G.GANTrainer(preset, str(tmp_path / "run"), store)
+    assert trainer.local_critic is not trainer.join_critic and "local_critic" in trainer.models()
+    assert "local_starts" in next(trainer.batches(0))
+    join_before = [w.copy() for w in trainer.join_critic.get_weights()]
+    local_before = [w.copy() for w in trainer.local_critic.get_weights()]
+    logs = loop.fit(trainer, steps=2, progress=False, preview=False)
+    assert {"g_join", "g_local_critic", "d_local_critic_r", "d_local_critic_f"} <= set(logs)
+    assert "g_local" not in logs and all(np.isfinite(v) for v in logs.values())
+    for before, critic in ((join_before, trainer.join_critic), (local_before, trainer.local_critic)):
+        assert any(not np.allclose(a, b) for a, b in zip(before, critic.get_weights()))
+    models, _, _ = restore_gan(preset, str(tmp_path / "run"))
+    for a, b in zip(models["local_critic"].get_weights(), trainer.local_critic.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_join_critic_step_trains_it_and_it_is_saved_exported_and_optional_at_init(tmp_path):
     from musika_tf.training.export_run import restore_gan
 

@@ -24,12 +24,14 @@ def _gan_dir(run_dir: str) -> str:
 
 def gan_networks(preset: Preset) -> dict:
     """Fresh GAN networks of `preset` by name: generator, critic, gen_ema, and critic_rec /
-    cond_regressor / join_critic where the preset has them."""
+    cond_regressor / join_critic / local_critic where the preset has them."""
     generator, critic, critic_rec = gan.build_gan(preset)
     models = {"generator": generator, "critic": critic, "gen_ema": gan.build_generator(preset),
               "critic_rec": critic_rec, "cond_regressor": gan.build_condition_regressor(preset)
               if gan.uses_condition_regressor(preset) else None,
-              "join_critic": gan.build_join_critic(preset) if gan.uses_join_critic(preset) else None}
+              "join_critic": gan.build_join_critic(preset) if gan.uses_join_critic(preset) else None,
+              "local_critic": gan.build_join_critic(preset, "local_critic")
+              if gan.uses_local_critic(preset) else None}
     return {k: m for k, m in models.items() if m is not None}
 
 

@@ -38,6 +38,9 @@ One step (simultaneous G and D update from one forward pass):
   With ``join_critic_anywhere`` J also judges a span at a random place (``local_starts``, the same
   for the real and the generated window of an example) with the same weight: local texture
   everywhere in the window.
+- With ``local_critic_weight`` w > 0: a second critic of J's architecture with its own weights
+  judges only those random spans, ``+ 0.5 * w * (hinge_r + hinge_f)`` in ``L_D`` and
+  ``- w * mean(fake)`` in ``L_G``, so J can keep to the join.
 - With ``condition_feedback_every`` k > 0 (density models with the regressor; `feedback`): every
   k steps a few generated windows are decoded and measured with the training labels' onset
   detector; every batch then carries ``fb_latents`` / ``fb_cond`` drawn from the most recent ones,
@@ -160,7 +163,7 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     ``[]``, with conditioning ``cond`` ``[B, L, K]`` (network condition), with critic augmentation
     ``aug_real`` / ``aug_fake`` ``[B, 3]`` int32 (`augment.draw`), and with the join-position crop
     ``crop_offsets`` ``[B]`` int32 (`augment.draw_crop_offsets`), with ``join_critic_anywhere``
-    ``local_starts`` ``[B]`` int32 (first latent of each window's random local span). L =
+    or the local critic ``local_starts`` ``[B]`` int32 (first latent of each window's random local span). L =
     `augment.crop_length` (latlen without the crop).
     """
     key = (preset.train.seed, draw)
@@ -180,7 +183,7 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     if g.critic_crop_halves:
         batch["crop_offsets"] = augment.draw_crop_offsets(
             np.random.default_rng([*key, _CROP_STREAM]), preset.train.batch_size, g)
-    if g.join_critic_weight > 0 and g.join_critic_anywhere:
+    if (g.join_critic_weight > 0 and g.join_critic_anywhere) or g.local_critic_weight > 0:
         batch["local_starts"] = np.random.default_rng([*key, _LOCAL_STREAM]).integers(
             0, g.latlen - gan.JOIN_SPAN + 1, preset.train.batch_size).astype(np.int32)
     if augment.enabled(g):
@@ -250,6 +253,8 @@ class GANTrainer(loop.Trainer):
             self.regressor = (gan.build_condition_regressor(preset)
                               if gan.uses_condition_regressor(preset) else None)
             self.join_critic = gan.build_join_critic(preset) if gan.uses_join_critic(preset) else None
+            self.local_critic = (gan.build_join_critic(preset, "local_critic")
+                                 if gan.uses_local_critic(preset) else None)
         self.gen_ema.set_weights(self.generator.get_weights())
         self.g_opt = loop.make_optimizer(preset, self.lr, self.mixed)
         self.d_opt = loop.make_optimizer(preset, self.lr, self.mixed)
@@ -268,6 +273,8 @@ class GANTrainer(loop.Trainer):
             out["cond_regressor"] = self.regressor
         if self.join_critic is not None:
             out["join_critic"] = self.join_critic
+        if self.local_critic is not None:
+            out["local_critic"] = self.local_critic
         return out
 
     def optimizers(self) -> dict:
@@ -275,7 +282,8 @@ class GANTrainer(loop.Trainer):
 
     def trainable_variables_for(self, optimizer_name: str) -> list:
         if optimizer_name == "critic":
-            heads = [m for m in (self.critic_rec, self.regressor, self.join_critic) if m is not None]
+            heads = [m for m in (self.critic_rec, self.regressor, self.join_critic,
+                                 self.local_critic) if m is not None]
             return self.critic.trainable_variables + [v for m in heads for v in m.trainable_variables]
         return super().trainable_variables_for(optimizer_name)
 
@@ -319,14 +327,12 @@ class GANTrainer(loop.Trainer):
                 fake_logit, _ = _split_critic_output(self._critic(fake, cond, batch.get("aug_fake")))
                 g_loss = losses.hinge_generator(fake_logit)
                 extra = {}
-                spans = {"join": None, "local": batch.get("local_starts")}
+                local_terms = self._local_terms(batch.get("local_starts"))
                 join_logits = {}
-                for name, starts in spans.items():
-                    if self.join_critic is None or (name == "local" and starts is None):
-                        continue
-                    join_logits[name] = self._join_critic(fake_seq, batch.get("cond"), starts)
+                for name, (critic, starts, weight) in local_terms.items():
+                    join_logits[name] = self._join_critic(critic, fake_seq, batch.get("cond"), starts)
                     extra[f"g_{name}"] = losses.hinge_generator(join_logits[name])
-                    g_loss += self.preset.gan.join_critic_weight * extra[f"g_{name}"]
+                    g_loss += weight * extra[f"g_{name}"]
                 if self.regressor is not None:
                     extra["g_cond"] = self._condition_error(fake, cond)
                     g_loss += self.preset.gan.condition_loss_weight * extra["g_cond"]
@@ -336,11 +342,11 @@ class GANTrainer(loop.Trainer):
             if "fb_latents" in batch:  # the regressor also learns measured generated windows
                 logs["d_cond_fb"] = self._condition_error(batch["fb_latents"], batch["fb_cond"])
                 logs["d_loss"] += self.preset.gan.condition_loss_weight * logs["d_cond_fb"]
-            for name, fake_logit_j in join_logits.items():
-                real_logit_j = self._join_critic(real_seq, batch.get("cond"), spans[name])
-                r, f = losses.hinge_critic(real_logit_j, fake_logit_j)
+            for name, (critic, starts, weight) in local_terms.items():
+                real_logit_j = self._join_critic(critic, real_seq, batch.get("cond"), starts)
+                r, f = losses.hinge_critic(real_logit_j, join_logits[name])
                 logs[f"d_{name}_r"], logs[f"d_{name}_f"] = r, f
-                logs["d_loss"] += self.preset.gan.join_critic_weight * 0.5 * (r + f)
+                logs["d_loss"] += weight * 0.5 * (r + f)
             d_scaled = loop.scale_loss(self.d_opt, logs["d_loss"])
         g_grads = g_tape.gradient(g_scaled, g_vars)
         d_grads = d_tape.gradient(d_scaled, d_vars)
@@ -418,17 +424,30 @@ class GANTrainer(loop.Trainer):
         logs["d_loss"] = d_loss
         return logs
 
-    def _join_critic(self, sequences, cond, starts=None):
-        """Join critic logits ``[B, 1]`` of the `gan.join_span` of the first window of `sequences`
-        ``[B, 1, L, 2D]`` (of a generated one: around the join of its two halves), or with
-        `starts` ``[B]`` of the `gan.local_span` from there, with the same span of the network
-        condition `cond` ``[B, L, K]`` appended when conditioned."""
+    def _local_terms(self, starts) -> dict:
+        """The small critics' terms by log name: ``(critic, starts or None, weight)``: ``join``
+        (join critic at the join), ``local`` (join critic at `starts`, with
+        ``join_critic_anywhere``) and ``local_critic`` (the local critic at `starts`)."""
+        g, terms = self.preset.gan, {}
+        if self.join_critic is not None:
+            terms["join"] = (self.join_critic, None, g.join_critic_weight)
+            if g.join_critic_anywhere:
+                terms["local"] = (self.join_critic, starts, g.join_critic_weight)
+        if self.local_critic is not None:
+            terms["local_critic"] = (self.local_critic, starts, g.local_critic_weight)
+        return terms
+
+    def _join_critic(self, critic, sequences, cond, starts=None):
+        """Logits ``[B, 1]`` of a small `critic` (join or local) on the `gan.join_span` of the
+        first window of `sequences` ``[B, 1, L, 2D]`` (of a generated one: around the join of its
+        two halves), or with `starts` ``[B]`` on the `gan.local_span` from there, with the same
+        span of the network condition `cond` ``[B, L, K]`` appended when conditioned."""
         cut = gan.join_span if starts is None else (lambda x: gan.local_span(x, starts))
         span = cut(sequences[:, :, :self.preset.gan.latlen])
         if cond is not None:
             curve = tf.convert_to_tensor(cond, tf.float32)[:, :self.preset.gan.latlen]
             span = gan.append_condition(span, cut(curve))
-        return self.join_critic(span, training=True)
+        return critic(span, training=True)
 
     def _condition_error(self, latents, cond):
         """Mean squared error of the regressor's per-frame estimate vs the condition value
