@@ -27,10 +27,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 import musika_tf  # noqa: E402,F401  (TensorFlow settings before TensorFlow is imported)
-from musika_tf.encoding import reconstruct  # noqa: E402
 from musika_tf.evaluation import fad, harness, musicnn  # noqa: E402
-from musika_tf.inference import Engine  # noqa: E402
-from musika_tf.training.ae import load_autoencoder  # noqa: E402
 
 FRAME_SECONDS = 0.5  # loudness frames
 TOP_TAGS = 8
@@ -48,36 +45,31 @@ def loudness_spread_db(audio: np.ndarray, sample_rate: int) -> float:
     return float(np.std([power_db(f) for f in frames]))
 
 
-def describe(embedder, clips: list, reference: np.ndarray, sample_rate: int) -> dict:
-    """FAD terms against the `reference` embeddings, level and loudness spread of `clips`, and
-    their mean tag probabilities ``[tags]`` (under ``"tags"``)."""
-    emb = np.concatenate([embedder.embed(c, sample_rate) for c in clips])
-    mean_term, cov_term = fad.frechet_terms(fad.GaussianStats.of(emb), fad.GaussianStats.of(reference))
+def describe(embeddings: np.ndarray, clips: list, reference: np.ndarray, sample_rate: int) -> dict:
+    """FAD terms of the patch `embeddings` of `clips` against the `reference` embeddings, level
+    and loudness spread of `clips`, and their mean tag probabilities ``[tags]`` (under ``"tags"``)."""
+    mean_term, cov_term = fad.frechet_terms(fad.GaussianStats.of(embeddings),
+                                            fad.GaussianStats.of(reference))
     return {"fad_mean_term": mean_term, "fad_covariance_term": cov_term,
             "power_db": float(np.mean([power_db(c) for c in clips])),
             "loudness_spread_db": float(np.mean([loudness_spread_db(c, sample_rate) for c in clips])),
-            "tags": musicnn.tag_probabilities(emb).mean(axis=0)}
+            "tags": musicnn.tag_probabilities(embeddings).mean(axis=0)}
 
 
 def breakdown(model_dir: str, data: str, settings: harness.Settings, embedder=None) -> dict:
     """The sets of `harness.evaluate` for `model_dir` on `data`, each described by `describe`;
     ``"tags"`` lists the TOP_TAGS tags whose mean probability differs most between the generated
     and the reference patches, as ``(tag, generated, reference)``."""
-    engine = Engine.load(model_dir)
-    rate = engine.sample_rate
-    reference, training, _ = harness.real_sets(data, rate, settings)
-    ref_values = harness.reference_conditions(engine, reference)
-    draw = np.random.default_rng(settings.seed).integers(0, len(reference), settings.samples)
-    values = None if ref_values is None else [float(ref_values[i]) for i in draw]
-    generated = harness.generate_set(engine, settings.samples, settings.seconds, settings.seed,
-                                     settings.bound, values, "generate")
-    ae = load_autoencoder(engine.preset, model_dir)
+    found = harness.evaluation_sets(model_dir, data, settings)
+    rate = found.engine.sample_rate
     embedder = embedder or musicnn.MusicnnEmbedder()
-    real = [x.audio for x in reference]
-    ref_emb = np.concatenate([embedder.embed(c, rate) for c in real])
-    sets = {"generated": generated, "floor_training_real": [x.audio for x in training],
-            "ceiling_autoencoder": [reconstruct(ae, c) for c in real], "reference": real}
-    out = {name: describe(embedder, clips, ref_emb, rate) for name, clips in sets.items()}
+    sets = {"generated": found.generated, "floor_training_real": [x.audio for x in found.training],
+            "ceiling_autoencoder": found.reconstructed,
+            "reference": [x.audio for x in found.reference]}
+    embeddings = {name: np.concatenate([embedder.embed(c, rate) for c in clips])
+                  for name, clips in sets.items()}
+    out = {name: describe(embeddings[name], clips, embeddings["reference"], rate)
+           for name, clips in sets.items()}
     tags = {name: out[name].pop("tags") for name in sets}
     gen, ref = tags["generated"], tags["reference"]
     names = musicnn.tag_names()

@@ -271,17 +271,28 @@ def speed_section(engine: Engine, seed: int) -> dict:
 # Everything
 
 
-def evaluate(model_dir: str, data: str, settings: Settings = Settings(), embedder=None) -> dict:
-    """The full report of the exported model in `model_dir` on data set `data` (see module doc)."""
-    from ..export import check_folder, read_card
-    from ..training.ae import load_autoencoder
-    from .musicnn import MusicnnEmbedder
+@dataclass
+class EvaluationSets:
+    """What every measurement of one model on one data set starts from (`evaluation_sets`)."""
 
-    check_folder(model_dir)
-    card = read_card(model_dir)
+    engine: Engine
+    autoencoder: object  # the model folder's `Autoencoder`
+    reference: list  # held-out excerpts (`Excerpt`)
+    training: list  # as many training excerpts
+    held_out: list  # held-out data set items (the seam section's long pieces)
+    ref_values: np.ndarray | None  # condition of every reference excerpt (display units)
+    generated: list  # `samples` generated pieces ``[samples, 2]``
+    reconstructed: list  # the autoencoder's reconstructions of the reference excerpts
+
+
+def evaluation_sets(model_dir: str, data: str, settings: Settings) -> EvaluationSets:
+    """Load the model in `model_dir`, draw the real excerpts of `data`, generate the pieces (each
+    with the condition of a random reference excerpt) and reconstruct the reference (module doc,
+    steps 1-2)."""
+    from ..training.ae import load_autoencoder
+
     engine = Engine.load(model_dir)
-    rate = engine.sample_rate
-    reference, training, held_out = real_sets(data, rate, settings)
+    reference, training, held_out = real_sets(data, engine.sample_rate, settings)
     ref_values = reference_conditions(engine, reference)
     draw = np.random.default_rng(settings.seed).integers(0, len(reference), settings.samples)
     values = None if ref_values is None else [float(ref_values[i]) for i in draw]
@@ -289,6 +300,21 @@ def evaluate(model_dir: str, data: str, settings: Settings = Settings(), embedde
                              settings.bound, values, "generate")
     ae = load_autoencoder(engine.preset, model_dir)
     reconstructed = [reconstruct(ae, x.audio) for x in tqdm(reference, desc="reconstruct")]
+    return EvaluationSets(engine, ae, reference, training, held_out, ref_values, generated,
+                          reconstructed)
+
+
+def evaluate(model_dir: str, data: str, settings: Settings = Settings(), embedder=None) -> dict:
+    """The full report of the exported model in `model_dir` on data set `data` (see module doc)."""
+    from ..export import check_folder, read_card
+    from .musicnn import MusicnnEmbedder
+
+    check_folder(model_dir)
+    card = read_card(model_dir)
+    sets = evaluation_sets(model_dir, data, settings)
+    engine, ae, rate = sets.engine, sets.autoencoder, sets.engine.sample_rate
+    reference, training, ref_values = sets.reference, sets.training, sets.ref_values
+    generated, reconstructed = sets.generated, sets.reconstructed
     embedder = embedder or MusicnnEmbedder()
     report = {
         "model": model_dir, "name": card.get("name"), "card": card,
@@ -296,7 +322,7 @@ def evaluate(model_dir: str, data: str, settings: Settings = Settings(), embedde
         "reference_excerpts": len(reference), "training_excerpts": len(training),
         "fad": fad_section(embedder, generated, reference, training, reconstructed, rate, settings.seed),
         "condition": condition_section(engine, settings, ref_values, training, reconstructed),
-        "seams": seam_section(engine, settings, held_out, ref_values, ae),
+        "seams": seam_section(engine, settings, sets.held_out, ref_values, ae),
         "autoencoder": reconstruction.reconstruction_quality(
             ae, [x.audio for x in reference[: settings.recon_excerpts]]),
         "speed": speed_section(engine, settings.seed),

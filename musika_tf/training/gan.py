@@ -162,9 +162,9 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     Keys: ``real`` ``[B, L, 2D]``, ``coords`` ``[B, L, 2*coorddepth]``, ``noise_seed`` int64
     ``[]``, with conditioning ``cond`` ``[B, L, K]`` (network condition), with critic augmentation
     ``aug_real`` / ``aug_fake`` ``[B, 3]`` int32 (`augment.draw`), and with the join-position crop
-    ``crop_offsets`` ``[B]`` int32 (`augment.draw_crop_offsets`), with ``join_critic_anywhere``
-    or the local critic ``local_starts`` ``[B]`` int32 (first latent of each window's random local span). L =
-    `augment.crop_length` (latlen without the crop).
+    ``crop_offsets`` ``[B]`` int32 (`augment.draw_crop_offsets`), and with local spans
+    (`gan.uses_local_spans`) ``local_starts`` ``[B]`` int32 (first latent of each window's random
+    span). L = `augment.crop_length` (latlen without the crop).
     """
     key = (preset.train.seed, draw)
     rng = np.random.default_rng([*key, _DATA_STREAM])
@@ -183,7 +183,7 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     if g.critic_crop_halves:
         batch["crop_offsets"] = augment.draw_crop_offsets(
             np.random.default_rng([*key, _CROP_STREAM]), preset.train.batch_size, g)
-    if (g.join_critic_weight > 0 and g.join_critic_anywhere) or g.local_critic_weight > 0:
+    if gan.uses_local_spans(preset):
         batch["local_starts"] = np.random.default_rng([*key, _LOCAL_STREAM]).integers(
             0, g.latlen - gan.JOIN_SPAN + 1, preset.train.batch_size).astype(np.int32)
     if augment.enabled(g):
