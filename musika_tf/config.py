@@ -117,10 +117,6 @@ class GANConfig:
              "generator's two half-windows against real latents at the same place of a real "
              "window (musika_tf.gan.build_join_critic; no augmentation, so the join stays where "
              "it is made): the seams of every generated piece (0 = off)")
-    join_critic_anywhere: bool = _f(
-        False, "with the join critic: it also judges a span at a uniformly random place of every "
-               "generated window against the same place of a real one, so it checks the local "
-               "texture of the whole window, not only the join (musika_tf.gan.local_span)")
     local_critic_weight: float = _f(
         0.0, "weight of a second small critic, the join critic's architecture with its own "
              "weights, that judges a span at a uniformly random place of every generated window "
@@ -372,11 +368,27 @@ def get_preset(name: str, **overrides: Any) -> Preset:
 PRESET_FILENAME = "preset.json"
 
 
+# Fields that no longer exist, with the value that meant "off": a preset file that still carries
+# one at that value loads; at any other value it names what replaced the option.
+RETIRED_FIELDS = {
+    "gan": {"join_critic_anywhere": (False, "use local_critic_weight (a separate local critic), "
+                                            "which judges the same random spans and holds the seams")},
+}
+
+
+def _without_retired(group: str, values: dict) -> dict:
+    """`values` of preset group `group` without its retired fields; `ValueError` where one is on."""
+    for name, (off, instead) in RETIRED_FIELDS.get(group, {}).items():
+        if name in values and values.pop(name) != off:
+            raise ValueError(f"preset field {group}.{name} was removed; {instead}")
+    return values
+
+
 def preset_from_dict(data: dict) -> Preset:
     """Inverse of `Preset.to_dict`; unknown keys are rejected, missing keys take defaults."""
     groups = {}
     for group, cls in GROUPS.items():
-        values = dict(data.get(group, {}))
+        values = _without_retired(group, dict(data.get(group, {})))
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:

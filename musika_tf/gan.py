@@ -398,13 +398,6 @@ def uses_local_critic(preset: Preset) -> bool:
     return preset.gan.local_critic_weight > 0
 
 
-def uses_local_spans(preset: Preset) -> bool:
-    """Whether a small critic judges random local spans (the join critic anywhere, or the local
-    critic), so that training batches need their starts."""
-    g = preset.gan
-    return (uses_join_critic(preset) and g.join_critic_anywhere) or uses_local_critic(preset)
-
-
 def uses_condition_regressor(preset: Preset) -> bool:
     """Whether GAN training has the auxiliary condition regressor (conditioned, weight > 0)."""
     return preset.gan.cond != "none" and preset.gan.condition_loss_weight > 0

@@ -46,6 +46,19 @@ def test_json_round_trip(tmp_path):
         assert config.load_preset(str(tmp_path / name)) == preset
 
 
+def test_a_retired_field_loads_when_off_and_names_its_replacement_when_on():
+    data = config.get_preset("piano-cpu").to_dict()
+    data["gan"]["join_critic_anywhere"] = False  # as in model folders written before its removal
+    assert config.preset_from_dict(data) == config.get_preset("piano-cpu")
+    data["gan"]["join_critic_anywhere"] = True
+    with pytest.raises(ValueError, match="join_critic_anywhere was removed; use local_critic_weight"):
+        config.preset_from_dict(data)
+    data["gan"]["join_critic_anywhere"] = False
+    data["gan"]["never_a_field"] = 1
+    with pytest.raises(ValueError, match="never_a_field"):
+        config.preset_from_dict(data)
+
+
 def test_missing_preset_file_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="preset.json"):
         config.load_preset(str(tmp_path))

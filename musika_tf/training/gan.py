@@ -35,12 +35,10 @@ One step (simultaneous G and D update from one forward pass):
   real windows (a uniformly random place in the data), never augmented:
   ``+ 0.5 * w * (hinge_r + hinge_f)`` of J in ``L_D``, ``- w * mean J(fake)`` in ``L_G``. The main
   critic's translation moves the join about; this one keeps it where every generated seam is.
-  With ``join_critic_anywhere`` J also judges a span at a random place (``local_starts``, the same
-  for the real and the generated window of an example) with the same weight: local texture
-  everywhere in the window.
 - With ``local_critic_weight`` w > 0: a second critic of J's architecture with its own weights
-  judges only those random spans, ``+ 0.5 * w * (hinge_r + hinge_f)`` in ``L_D`` and
-  ``- w * mean(fake)`` in ``L_G``, so J can keep to the join.
+  judges a span at a random place of every window (``local_starts``, the same for the real and the
+  generated window of an example): local texture everywhere, ``+ 0.5 * w * (hinge_r + hinge_f)``
+  in ``L_D`` and ``- w * mean(fake)`` in ``L_G``, so J can keep to the join.
 - With ``condition_feedback_every`` k > 0 (density models with the regressor; `feedback`): every
   k steps a few generated windows are decoded and measured with the training labels' onset
   detector; every batch then carries ``fb_latents`` / ``fb_cond`` drawn from the most recent ones,
@@ -162,8 +160,8 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     Keys: ``real`` ``[B, L, 2D]``, ``coords`` ``[B, L, 2*coorddepth]``, ``noise_seed`` int64
     ``[]``, with conditioning ``cond`` ``[B, L, K]`` (network condition), with critic augmentation
     ``aug_real`` / ``aug_fake`` ``[B, 3]`` int32 (`augment.draw`), and with the join-position crop
-    ``crop_offsets`` ``[B]`` int32 (`augment.draw_crop_offsets`), and with local spans
-    (`gan.uses_local_spans`) ``local_starts`` ``[B]`` int32 (first latent of each window's random
+    ``crop_offsets`` ``[B]`` int32 (`augment.draw_crop_offsets`), and with the local critic
+    (`gan.uses_local_critic`) ``local_starts`` ``[B]`` int32 (first latent of each window's random
     span). L = `augment.crop_length` (latlen without the crop).
     """
     key = (preset.train.seed, draw)
@@ -183,7 +181,7 @@ def make_batch(preset: Preset, crops: LatentCrops, draw: int) -> dict:
     if g.critic_crop_halves:
         batch["crop_offsets"] = augment.draw_crop_offsets(
             np.random.default_rng([*key, _CROP_STREAM]), preset.train.batch_size, g)
-    if gan.uses_local_spans(preset):
+    if gan.uses_local_critic(preset):
         batch["local_starts"] = np.random.default_rng([*key, _LOCAL_STREAM]).integers(
             0, g.latlen - gan.JOIN_SPAN + 1, preset.train.batch_size).astype(np.int32)
     if augment.enabled(g):
@@ -426,13 +424,10 @@ class GANTrainer(loop.Trainer):
 
     def _local_terms(self, starts) -> dict:
         """The small critics' terms by log name: ``(critic, starts or None, weight)``: ``join``
-        (join critic at the join), ``local`` (join critic at `starts`, with
-        ``join_critic_anywhere``) and ``local_critic`` (the local critic at `starts`)."""
+        (join critic at the join) and ``local_critic`` (the local critic at `starts`)."""
         g, terms = self.preset.gan, {}
         if self.join_critic is not None:
             terms["join"] = (self.join_critic, None, g.join_critic_weight)
-            if g.join_critic_anywhere:
-                terms["local"] = (self.join_critic, starts, g.join_critic_weight)
         if self.local_critic is not None:
             terms["local_critic"] = (self.local_critic, starts, g.local_critic_weight)
         return terms
