@@ -331,7 +331,7 @@ _CPU_AE = dict(
 PIANO_CPU = _register(
     TINY.with_overrides(name="piano-cpu", **_CPU_AE, base_channels=32, coorddepth=32, cond="density",
                         density_phase=True, condition_loss_weight=10.0, condition_feedback_every=100,
-                        join_critic_weight=0.25, local_critic_weight=0.25, critic_translation=0.125,
+                        join_critic_weight=0.25, local_critic_weight=0.5, critic_translation=0.125,
                         critic_cutout=0.25, max_lat_len=256, batch_size=16, lr=1e-4,
                         ae1_steps=19000, phase1_steps=16000, ae2_steps=3000, steps=400_000,
                         save_every=1000, log_every=50, spec_critic_widths=(16, 32, 32, 64),
@@ -340,8 +340,8 @@ PIANO_CPU = _register(
 # decode_context 2: the decoders see 2 latents (0.37 s) of each neighbouring decode unit, so no
 # block edge is left in the audio (docs/TRAINING.md, session 10).
 # Condition feedback (docs/TRAINING.md, session 12): the density regressor also learns decoded,
-# measured generated windows, so the generator cannot fool it. The join critic and the local critic
-# (weight 0.25 each) are the shipped piano model's since session 13.
+# measured generated windows, so the generator cannot fool it. The join critic (0.25) and the local
+# critic (0.5) are the shipped piano model's (sessions 13-14).
 # The piano GAN's critic augmentation (docs/TRAINING.md, session 8) counters the critic memorising the
 # small piano set. Tempo needs no regressor: the beat phase it is given makes the pulse a local
 # pattern; the shipped techno model was trained without critic augmentation.
