@@ -410,3 +410,18 @@ def build_gan(preset: Preset) -> tuple[keras.Model, keras.Model, keras.Model | N
     if preset.gan.critic_reconstruction:
         rec = build_critic_reconstruction(preset, tuple(critic.outputs[1].shape[1:]))
     return gen, critic, rec
+
+
+def build_networks(preset: Preset) -> dict:
+    """Fresh GAN training networks of `preset` by name: generator, critic, gen_ema, and
+    critic_rec / cond_regressor / join_critic / local_critic where the preset has them (built in
+    this order, so a seeded build gives the same weights)."""
+    generator, critic, critic_rec = build_gan(preset)
+    models = {"generator": generator, "critic": critic, "gen_ema": build_generator(preset),
+              "critic_rec": critic_rec,
+              "cond_regressor": build_condition_regressor(preset)
+              if uses_condition_regressor(preset) else None,
+              "join_critic": build_join_critic(preset) if uses_join_critic(preset) else None,
+              "local_critic": build_join_critic(preset, "local_critic")
+              if uses_local_critic(preset) else None}
+    return {k: m for k, m in models.items() if m is not None}

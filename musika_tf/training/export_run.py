@@ -22,19 +22,6 @@ def _gan_dir(run_dir: str) -> str:
                             f"gan/{loop.CHECKPOINT_DIR}/; train it with `train.py --stage gan`")
 
 
-def gan_networks(preset: Preset) -> dict:
-    """Fresh GAN networks of `preset` by name: generator, critic, gen_ema, and critic_rec /
-    cond_regressor / join_critic / local_critic where the preset has them."""
-    generator, critic, critic_rec = gan.build_gan(preset)
-    models = {"generator": generator, "critic": critic, "gen_ema": gan.build_generator(preset),
-              "critic_rec": critic_rec, "cond_regressor": gan.build_condition_regressor(preset)
-              if gan.uses_condition_regressor(preset) else None,
-              "join_critic": gan.build_join_critic(preset) if gan.uses_join_critic(preset) else None,
-              "local_critic": gan.build_join_critic(preset, "local_critic")
-              if gan.uses_local_critic(preset) else None}
-    return {k: m for k, m in models.items() if m is not None}
-
-
 def shipped_networks(models: dict) -> dict:
     """The GAN networks a model folder keeps for training on: all but the raw generator. The EMA
     generator is the model (it is what the folder generates with), and fine-tuning from a folder
@@ -48,7 +35,7 @@ def restore_gan(preset: Preset, gan_dir: str) -> tuple[dict, float, int]:
     ``generator, critic, critic_rec, cond_regressor`` the checkpoint holds, the R1 switch value and the step."""
     path = tf.train.latest_checkpoint(os.path.join(gan_dir, loop.CHECKPOINT_DIR))
     saved = loop.checkpoint_children(path)
-    models = {k: m for k, m in gan_networks(preset).items() if k in saved or k == "gen_ema"}
+    models = {k: m for k, m in gan.build_networks(preset).items() if k in saved or k == "gen_ema"}
     switch = tf.Variable(-1.0, trainable=False)
     state = {"r1_switch": switch} if "r1_switch" in saved else {}
     status = tf.train.Checkpoint(**models, **state).restore(path).expect_partial()
@@ -117,7 +104,7 @@ def export_from_model(model_dir: str, out_dir: str, autoencoder_dir: str | None 
     from musika_tf.export import has_weights, read_card, read_weights
 
     preset = load_preset(model_dir)
-    models = {k: m for k, m in gan_networks(preset).items() if has_weights(model_dir, k)}
+    models = {k: m for k, m in gan.build_networks(preset).items() if has_weights(model_dir, k)}
     if "gen_ema" not in models:
         raise FileNotFoundError(f"{model_dir}: no weights/gen_ema.weights.h5; re-export it from its "
                                 "training run with `python -m musika_tf export RUN OUT`")

@@ -246,13 +246,13 @@ class GANTrainer(loop.Trainer):
         self.mixed = loop.use_mixed_precision(preset)
         keras.utils.set_random_seed(preset.train.seed)
         with dtype_policy(loop.precision_policy(preset)):
-            self.generator, self.critic, self.critic_rec = gan.build_gan(preset)
-            self.gen_ema = gan.build_generator(preset)
-            self.regressor = (gan.build_condition_regressor(preset)
-                              if gan.uses_condition_regressor(preset) else None)
-            self.join_critic = gan.build_join_critic(preset) if gan.uses_join_critic(preset) else None
-            self.local_critic = (gan.build_join_critic(preset, "local_critic")
-                                 if gan.uses_local_critic(preset) else None)
+            self.networks = gan.build_networks(preset)
+        self.generator, self.critic = self.networks["generator"], self.networks["critic"]
+        self.gen_ema = self.networks["gen_ema"]
+        self.critic_rec = self.networks.get("critic_rec")
+        self.regressor = self.networks.get("cond_regressor")
+        self.join_critic = self.networks.get("join_critic")
+        self.local_critic = self.networks.get("local_critic")
         self.gen_ema.set_weights(self.generator.get_weights())
         self.g_opt = loop.make_optimizer(preset, self.lr, self.mixed)
         self.d_opt = loop.make_optimizer(preset, self.lr, self.mixed)
@@ -264,16 +264,7 @@ class GANTrainer(loop.Trainer):
     # -- loop.Trainer interface ----------------------------------------------------------------
 
     def models(self) -> dict:
-        out = {"generator": self.generator, "critic": self.critic, "gen_ema": self.gen_ema}
-        if self.critic_rec is not None:
-            out["critic_rec"] = self.critic_rec
-        if self.regressor is not None:
-            out["cond_regressor"] = self.regressor
-        if self.join_critic is not None:
-            out["join_critic"] = self.join_critic
-        if self.local_critic is not None:
-            out["local_critic"] = self.local_critic
-        return out
+        return dict(self.networks)
 
     def optimizers(self) -> dict:
         return {"generator": self.g_opt, "critic": self.d_opt}
@@ -326,10 +317,11 @@ class GANTrainer(loop.Trainer):
                 g_loss = losses.hinge_generator(fake_logit)
                 extra = {}
                 local_terms = self._local_terms(batch.get("local_starts"))
-                join_logits = {}
+                small_fake_logits = {}
                 for name, (critic, starts, weight) in local_terms.items():
-                    join_logits[name] = self._join_critic(critic, fake_seq, batch.get("cond"), starts)
-                    extra[f"g_{name}"] = losses.hinge_generator(join_logits[name])
+                    small_fake_logits[name] = self._small_critic(critic, fake_seq, batch.get("cond"),
+                                                                 starts)
+                    extra[f"g_{name}"] = losses.hinge_generator(small_fake_logits[name])
                     g_loss += weight * extra[f"g_{name}"]
                 if self.regressor is not None:
                     extra["g_cond"] = self._condition_error(fake, cond)
@@ -341,8 +333,8 @@ class GANTrainer(loop.Trainer):
                 logs["d_cond_fb"] = self._condition_error(batch["fb_latents"], batch["fb_cond"])
                 logs["d_loss"] += self.preset.gan.condition_loss_weight * logs["d_cond_fb"]
             for name, (critic, starts, weight) in local_terms.items():
-                real_logit_j = self._join_critic(critic, real_seq, batch.get("cond"), starts)
-                r, f = losses.hinge_critic(real_logit_j, join_logits[name])
+                real_logit = self._small_critic(critic, real_seq, batch.get("cond"), starts)
+                r, f = losses.hinge_critic(real_logit, small_fake_logits[name])
                 logs[f"d_{name}_r"], logs[f"d_{name}_f"] = r, f
                 logs["d_loss"] += weight * 0.5 * (r + f)
             d_scaled = loop.scale_loss(self.d_opt, logs["d_loss"])
@@ -432,7 +424,7 @@ class GANTrainer(loop.Trainer):
             terms["local_critic"] = (self.local_critic, starts, g.local_critic_weight)
         return terms
 
-    def _join_critic(self, critic, sequences, cond, starts=None):
+    def _small_critic(self, critic, sequences, cond, starts=None):
         """Logits ``[B, 1]`` of a small `critic` (join or local) on the `gan.join_span` of the
         first window of `sequences` ``[B, 1, L, 2D]`` (of a generated one: around the join of its
         two halves), or with `starts` ``[B]`` on the `gan.local_span` from there, with the same
